@@ -1,0 +1,34 @@
+import t from 'tap';
+import common from 'azure-iot-common';
+const { Message } = common;
+type Message = InstanceType<typeof Message>;
+const ServiceMessage = Message;
+import { startTestHub, registryFor, serviceClientFor, deviceClientFor } from '../../helpers/hub.js';
+import { within } from '../../helpers/deadline.js';
+
+t.test('smoke: device create, D2C, C2D, twin', async (t) => {
+  const th = await startTestHub();
+  t.teardown(() => th.cleanup());
+  const registry = registryFor(th);
+  const created = await within(5000, 'registry.create', registry.create({ deviceId: 'dev1' }));
+  t.equal(created.responseBody.deviceId, 'dev1');
+  const cs = th.hub.deviceConnectionString('dev1');
+  const device = deviceClientFor(th, cs);
+  t.teardown(() => device.close());
+  await within(5000, 'device open', device.open());
+  await within(5000, 'sendEvent', device.sendEvent(new Message(JSON.stringify({ t: 21.5 }))));
+  t.equal(th.hub.meter.snapshot().totals['d2c.messages'], 1);
+  const got = new Promise<string>((resolve) => device.on('message', (m: Message) => { void device.complete(m); resolve(m.getData().toString()); }));
+  const service = serviceClientFor(th);
+  t.teardown(() => service.close());
+  await within(5000, 'service open', service.open());
+  const msg = new ServiceMessage('wake');
+  msg.messageId = 'm1';
+  msg.ack = 'full';
+  await within(5000, 'service send', service.send('dev1', msg));
+  t.equal(await within(5000, 'c2d arrives', got), 'wake');
+  const twin = await within(5000, 'getTwin', device.getTwin());
+  await within(5000, 'patch reported', new Promise<void>((res, rej) => twin.properties.reported.update({ fw: '1.0' }, (e?: Error) => (e ? rej(e) : res()))));
+  const st = await within(5000, 'svc getTwin', registry.getTwin('dev1'));
+  t.equal(st.responseBody.properties.reported.fw, '1.0');
+});
