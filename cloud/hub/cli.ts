@@ -1,1 +1,217 @@
-import type { Command } from 'commander'; export function registerHubCommands(program: Command): void { void program; }
+import { request } from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { FieldlinkError } from '../../common/errors.js';
+import { createLogger } from '../../common/log.js';
+import { DEFAULT_DATA_DIR, hubFilePath, readHubFile } from './data-dir.js';
+import { openHubAccess, type HubAccess } from './hub-access.js';
+import type { StoredEvent } from './event-store.js';
+import { LocalHub } from './local-hub.js';
+import type { MeterSnapshot } from './meter.js';
+import { mintSasToken } from './sas.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FieldlinkError('CONFIG_INVALID', { message: `port must be 0-65535, not "${value}"` });
+  return n;
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new FieldlinkError('CONFIG_INVALID', { message: `expected a whole number, not "${value}"` });
+  return n;
+}
+
+async function withAccess<T>(dataDir: string, fn: (a: HubAccess) => Promise<T>): Promise<T> {
+  const access = await openHubAccess(dataDir);
+  try {
+    return await fn(access);
+  } finally {
+    access.close();
+  }
+}
+
+export function formatEvent(e: StoredEvent): string {
+  const props = Object.keys(e.properties).length ? ` ${JSON.stringify(e.properties)}` : '';
+  const type = [e.contentType, e.contentEncoding].filter(Boolean).join('; ');
+  const body = e.bodyEncoding === 'base64' ? `(base64) ${e.body}` : e.body;
+  return `#${e.sequenceNumber} ${e.enqueuedTimeUtc} ${e.deviceId}${type ? ` [${type}]` : ''}${props} ${body}`;
+}
+
+export function formatMeter(m: MeterSnapshot): string {
+  const metrics = [...new Set([...Object.keys(m.totals), ...Object.values(m.devices).flatMap((d) => Object.keys(d))])].sort();
+  if (metrics.length === 0) return 'no traffic metered yet';
+  const rows = [['device', ...metrics], ['(all)', ...metrics.map((k) => String(m.totals[k] ?? 0))]];
+  for (const [id, counts] of Object.entries(m.devices)) rows.push([id, ...metrics.map((k) => String(counts[k] ?? 0))]);
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
+/** Streams NDJSON events from the running hub until the process is interrupted. */
+async function followRunning(dataDir: string, q: { deviceId?: string; fromSequence: number }, print: (e: StoredEvent) => void): Promise<void> {
+  const hub = readHubFile(hubFilePath(dataDir));
+  const service = hub.policies.find((p) => p.keyName === 'service');
+  if (!service) throw new FieldlinkError('HUB_DATA_DIR_INVALID', { message: 'hub.json has no "service" policy' });
+  const params = new URLSearchParams({ fromSequence: String(q.fromSequence) });
+  if (q.deviceId !== undefined) params.set('deviceId', q.deviceId);
+  await new Promise<void>((resolve, reject) => {
+    const req = request(
+      {
+        host: hub.hostName,
+        port: hub.httpsPort,
+        path: `/_local/events/stream?${params.toString()}`,
+        ca: readFileSync(hub.caFile, 'utf8'),
+        headers: { authorization: mintSasToken(hub.hostName, service.primaryKey, 'service', Math.floor(Date.now() / 1000) + 86400) },
+      },
+      (res) => {
+        if (res.statusCode !== 200) {
+          reject(new FieldlinkError('HUB_REQUEST_FAILED', { message: `event stream refused: HTTP ${res.statusCode ?? 0}` }));
+          res.resume();
+          return;
+        }
+        let buffered = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buffered += chunk;
+          let nl: number;
+          while ((nl = buffered.indexOf('\n')) >= 0) {
+            const line = buffered.slice(0, nl).trim();
+            buffered = buffered.slice(nl + 1);
+            if (line) print(JSON.parse(line) as StoredEvent);
+          }
+        });
+        res.on('end', () => resolve());
+      },
+    );
+    req.on('error', (cause) => reject(new FieldlinkError('HUB_UNREACHABLE', { message: 'event stream failed', cause })));
+    const stop = (): void => {
+      req.destroy();
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+}
+
+/** Registers `fieldlink hub` and its tools. */
+export function registerHubCommands(program: Command): void {
+  const hub = program
+    .command('hub')
+    .description('run the local IoT Hub (AMQP + HTTPS, the protocols of Azure IoT Hub) and manage it')
+    .option('--data <dir>', 'data directory (created on first start)', DEFAULT_DATA_DIR)
+    .option('--host <name>', 'host name clients use: certificate SAN and token audience (default: saved, else localhost)')
+    .option('--bind <address>', 'address to listen on', '127.0.0.1')
+    .option('--amqp-port <port>', 'AMQP over TLS port (default: saved, else 5671)', port)
+    .option('--https-port <port>', 'HTTPS REST port (default: saved, else 8443)', port)
+    .option('--ca <dir>', 'use (or create) the CA in this directory instead of one in the data dir')
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (opts: { data: string; host?: string; bind: string; amqpPort?: number; httpsPort?: number; ca?: string; logLevel: string }) => {
+      const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
+      const local = await LocalHub.start({
+        dataDir: opts.data,
+        bindAddress: opts.bind,
+        log,
+        ...(opts.host === undefined ? {} : { hostName: opts.host }),
+        ...(opts.amqpPort === undefined ? {} : { amqpPort: opts.amqpPort }),
+        ...(opts.httpsPort === undefined ? {} : { httpsPort: opts.httpsPort }),
+        ...(opts.ca === undefined ? {} : { caDir: opts.ca }),
+      });
+      process.stdout.write(
+        [
+          `local IoT Hub ready: amqps://${local.hub.hostName}:${local.hub.amqpPort}  https://${local.hub.hostName}:${local.hub.httpsPort}`,
+          `  hub file (connection strings, mode 0600): ${hubFilePath(opts.data)}`,
+          `  CA to trust: ${local.hub.caFile}`,
+          `  add a device: fieldlink hub device create <id> --data ${opts.data}`,
+          '',
+        ].join('\n'),
+      );
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string): void => {
+          log.info({ signal }, 'shutting down');
+          resolve();
+        };
+        process.once('SIGINT', () => stop('SIGINT'));
+        process.once('SIGTERM', () => stop('SIGTERM'));
+      });
+      await local.stop();
+    });
+
+  // Tools take --data from `hub` (before or after the tool's name): one option, one default.
+  const dataDir = (cmd: Command): string => (cmd.optsWithGlobals() as { data: string }).data;
+  const device = hub.command('device').description('manage device identities (running hub or its data dir)');
+  device
+    .command('create <id>')
+    .description('register a device and print its connection string')
+    .action(async (id: string, _opts: object, cmd: Command) => {
+      const cs = await withAccess(dataDir(cmd), (a) => a.createDevice(id));
+      process.stdout.write(`${cs}\n`);
+    });
+  device
+    .command('connection-string <id>')
+    .description("print a registered device's connection string")
+    .action(async (id: string, _opts: object, cmd: Command) => {
+      process.stdout.write(`${await withAccess(dataDir(cmd), (a) => a.deviceConnectionString(id))}\n`);
+    });
+  device
+    .command('list')
+    .description('list registered devices')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const list = await withAccess(dataDir(cmd), (a) => a.listDevices());
+      if (opts.json) process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+      else if (list.length === 0) process.stdout.write('no devices registered\n');
+      else for (const d of list) process.stdout.write(`${d.deviceId}\t${d.status}\t${d.connectionState}\tc2d queued: ${d.cloudToDeviceMessageCount}\n`);
+    });
+  device
+    .command('delete <id>')
+    .description('delete a device (its queued cloud-to-device messages are purged)')
+    .action(async (id: string, _opts: object, cmd: Command) => {
+      await withAccess(dataDir(cmd), (a) => a.deleteDevice(id));
+      process.stdout.write(`deleted ${id}\n`);
+    });
+
+  hub
+    .command('events')
+    .description('print device-to-cloud messages the hub stored')
+    .option('--device <id>', 'only this device')
+    .option('--from <sequence>', 'start at this sequence number', positive, 0)
+    .option('--limit <n>', 'at most this many (without --follow)', positive, 100)
+    .option('--follow', 'keep printing new messages as they arrive')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts: { device?: string; from: number; limit: number; follow?: boolean; json?: boolean }, cmd: Command) => {
+      const data = dataDir(cmd);
+      const print = (e: StoredEvent): void => {
+        process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEvent(e)}\n`);
+      };
+      const q = { ...(opts.device === undefined ? {} : { deviceId: opts.device }), fromSequence: opts.from };
+      const access = await openHubAccess(data);
+      try {
+        if (opts.follow && access.mode === 'running') {
+          access.close();
+          await followRunning(data, q, print);
+          return;
+        }
+        let from = opts.from;
+        for (;;) {
+          const page = await access.events({ ...q, fromSequence: from, limit: opts.follow ? 1000 : opts.limit });
+          page.forEach(print);
+          const last = page.at(-1);
+          if (last) from = last.sequenceNumber + 1;
+          if (!opts.follow) return;
+          // Offline follow: the hub may start later and write to the same file; poll it.
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      } finally {
+        access.close();
+      }
+    });
+
+  hub
+    .command('meter')
+    .description('print the meter: D2C messages, bytes, billed 4 KB units, C2D sent, refusals, per device')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const m = await withAccess(dataDir(cmd), (a) => a.meter());
+      process.stdout.write(`${opts.json ? JSON.stringify(m, null, 2) : formatMeter(m)}\n`);
+    });
+}

@@ -1,3 +1,4 @@
+import { chmodSync, closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 
 export type Db = Database.Database;
@@ -64,6 +65,11 @@ const migrations: readonly string[] = [
 ];
 
 export function openDb(file: string, opts: { readonly?: boolean } = {}): Db {
+  if (!opts.readonly && file !== ':memory:') {
+    // The database holds device keys: owner-only, and SQLite gives its -wal/-shm files the same mode.
+    closeSync(openSync(file, 'a', 0o600));
+    chmodSync(file, 0o600);
+  }
   const db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: opts.readonly ?? false });
   // WAL lets `fieldlink hub events` read the file while a running hub writes it.
   if (!opts.readonly) {
