@@ -69,10 +69,49 @@ export function serviceClientFor(t: TestHub, policy = 'iothubowner'): ReturnType
   return createServiceClient(hubTargetFromFile(t.hubJson, policy));
 }
 
-/** An SDK device client over AMQP trusting the hub's CA, with the SDK's silent retries off. */
-export function deviceClientFor(t: TestHub, connectionString: string): InstanceType<typeof deviceSdk.Client> {
+export type DeviceClient = InstanceType<typeof deviceSdk.Client>;
+
+/**
+ * An SDK device client over AMQP trusting the hub's CA, with the SDK's silent retries off.
+ * setOptions must be awaited: the SDK first tries `ca` as a file name, asynchronously, and an
+ * open() issued meanwhile connects without the CA.
+ */
+export async function deviceClientFor(t: TestHub, connectionString: string): Promise<DeviceClient> {
   const client = deviceSdk.Client.fromConnectionString(connectionString, deviceAmqp.Amqp);
-  void client.setOptions({ ca: t.hub.ca });
+  await client.setOptions({ ca: t.hub.ca });
   client.setRetryPolicy(new common.NoRetry());
   return client;
+}
+
+export interface FeedbackRecordJson {
+  originalMessageId: string;
+  deviceId: string;
+  statusCode: string;
+  description: string;
+  enqueuedTimeUtc: string;
+  deviceGenerationId: string;
+}
+
+/** Collects feedback records from the service SDK's feedback receiver. */
+export async function collectFeedback(service: ReturnType<typeof createServiceClient>): Promise<{
+  records: FeedbackRecordJson[];
+  waitFor(pred: (r: FeedbackRecordJson) => boolean, ms: number): Promise<FeedbackRecordJson>;
+}> {
+  const { result: receiver } = await service.getFeedbackReceiver();
+  const records: FeedbackRecordJson[] = [];
+  receiver.on('message', (msg: { getData(): Buffer | string }) => {
+    records.push(...(JSON.parse(msg.getData().toString()) as FeedbackRecordJson[]));
+  });
+  return {
+    records,
+    async waitFor(pred, ms) {
+      const until = Date.now() + ms;
+      for (;;) {
+        const found = records.find(pred);
+        if (found) return found;
+        if (Date.now() > until) throw new Error(`feedback record not received within ${ms} ms; got ${JSON.stringify(records)}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
+  };
 }

@@ -13,7 +13,7 @@ t.test('smoke: device create, D2C, C2D, twin', async (t) => {
   const created = await within(5000, 'registry.create', registry.create({ deviceId: 'dev1' }));
   t.equal(created.responseBody.deviceId, 'dev1');
   const cs = th.hub.deviceConnectionString('dev1');
-  const device = deviceClientFor(th, cs);
+  const device = await deviceClientFor(th, cs);
   t.teardown(() => device.close());
   await within(5000, 'device open', device.open());
   await within(5000, 'sendEvent', device.sendEvent(new Message(JSON.stringify({ t: 21.5 }))));
