@@ -1,0 +1,53 @@
+/**
+ * The one registry of Fieldlink error codes. Every code is documented in docs/errors.md, and
+ * test/common/errors.test.ts keeps the two in step, so a code shown to a user can always be
+ * looked up. `retryable` says whether trying the same thing again later can succeed without
+ * someone changing something first.
+ */
+export const errorCodes = {
+  CONFIG_INVALID: { retryable: false, summary: 'configuration does not match its schema' },
+  CONFIG_UNREADABLE: { retryable: false, summary: 'configuration file cannot be read or is not valid JSON' },
+  HUB_DATA_DIR_INVALID: { retryable: false, summary: 'hub data directory is missing or damaged' },
+  HUB_NOT_RUNNING: { retryable: false, summary: 'local IoT Hub is not running' },
+  HUB_UNREACHABLE: { retryable: true, summary: 'IoT Hub cannot be reached' },
+  HUB_REQUEST_FAILED: { retryable: true, summary: 'IoT Hub request failed' },
+  HUB_AUTH_FAILED: { retryable: false, summary: 'IoT Hub rejected the credentials' },
+  DEVICE_NOT_FOUND: { retryable: false, summary: 'device is not registered' },
+  DEVICE_ALREADY_EXISTS: { retryable: false, summary: 'device is already registered' },
+  TIMEOUT: { retryable: true, summary: 'operation timed out' },
+  CONNECTION_STRING_INVALID: { retryable: false, summary: 'connection string is malformed' },
+} as const satisfies Record<string, { retryable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export interface FieldlinkErrorOptions {
+  /** Defaults to the registry's summary; say what was being done and with what. */
+  message?: string;
+  cause?: unknown;
+  details?: Record<string, unknown>;
+  /** Overrides the registry when this occurrence differs (e.g. a 503 within HUB_REQUEST_FAILED). */
+  retryable?: boolean;
+}
+
+export class FieldlinkError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details?: Record<string, unknown>;
+
+  constructor(code: ErrorCode, opts: FieldlinkErrorOptions = {}) {
+    super(opts.message ?? errorCodes[code].summary, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'FieldlinkError';
+    this.code = code;
+    this.retryable = opts.retryable ?? errorCodes[code].retryable;
+    if (opts.details !== undefined) this.details = opts.details;
+  }
+}
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorCodes, value);
+}
+
+/** True for a FieldlinkError, and when `code` is given, only for one with that code. */
+export function isFieldlinkError(e: unknown, code?: ErrorCode): e is FieldlinkError {
+  return e instanceof FieldlinkError && (code === undefined || e.code === code);
+}
