@@ -84,6 +84,7 @@ async function followRunning(dataDir: string, q: { deviceId?: string; fromSequen
       },
     );
     req.on('error', (cause) => reject(new FieldlinkError('HUB_UNREACHABLE', { message: 'event stream failed', cause })));
+    req.end();
     const stop = (): void => {
       req.destroy();
       resolve();

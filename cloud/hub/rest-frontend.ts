@@ -135,17 +135,21 @@ export class RestFrontend {
       return reply.type(json).send(this.deviceJson(device.deviceId));
     });
 
-    app.get<IdParams>('/devices/:id', async (req, reply) => {
-      this.principal(req, 'RegistryRead', 'RegistryWrite');
-      return reply.type(json).send(this.deviceJson(req.params.id));
-    });
-
-    app.get('/devices', async (req, reply) => {
+    const listDevices = async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
       this.principal(req, 'RegistryRead', 'RegistryWrite');
       const top = intQuery((req.query as Record<string, unknown>).top, 'top', 1000, 1, 1000);
       const list = registry.list().slice(0, top).map((d) => registry.deviceJson(d, c2d.queuedCount(d.deviceId)));
       return reply.type(json).send(list);
+    };
+
+    app.get<IdParams>('/devices/:id', async (req, reply) => {
+      // Registry.list() asks for `/devices/` (endpoint.devicePath('')): an empty id is the list.
+      if (req.params.id === '') return listDevices(req, reply);
+      this.principal(req, 'RegistryRead', 'RegistryWrite');
+      return reply.type(json).send(this.deviceJson(req.params.id));
     });
+
+    app.get('/devices', listDevices);
 
     app.delete<IdParams>('/devices/:id', async (req, reply) => {
       this.principal(req, 'RegistryWrite');
@@ -201,6 +205,8 @@ export class RestFrontend {
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      // Headers now, not with the first event: a follower of a quiet hub must see it is connected.
+      res.flushHeaders();
       const write = (e: StoredEvent): void => {
         if (deviceId === undefined || e.deviceId === deviceId) res.write(`${JSON.stringify(e)}\n`);
       };
