@@ -200,7 +200,7 @@ export class AmqpFrontend {
     if (!principal) throw new HubError('Unauthorized', `connection has no token for device "${deviceId}" (send put-token on $cbs first)`);
     if (principal.kind === 'policy') requireRight(principal, 'DeviceConnect');
     if (principal.expiresAt <= this.deps.now()) throw new HubError('Unauthorized', `token for device "${deviceId}" expired; renew it on $cbs`);
-    if (this.deps.registry.get(deviceId)?.status !== 'enabled') throw new HubError('Unauthorized', `device "${deviceId}" is disabled or deleted`);
+    if (this.deps.registry.status(deviceId) !== 'enabled') throw new HubError('Unauthorized', `device "${deviceId}" is disabled or deleted`);
     return principal;
   }
 
@@ -356,20 +356,27 @@ export class AmqpFrontend {
     try {
       this.authorisedDevice(st, deviceId);
       const body = bodyBytes(msg.body);
-      this.deps.d2c.accept(deviceId, messageSize(msg, body), body, {
+      this.deps.d2c.submit(deviceId, messageSize(msg, body), body, {
         messageId: idToString(msg.message_id),
         correlationId: idToString(msg.correlation_id),
         contentType: asString(msg.content_type) ?? null,
         contentEncoding: asString(msg.content_encoding) ?? null,
         properties: plainMap(msg.application_properties),
         annotations: plainMap(msg.message_annotations),
-      });
-      delivery.accept();
+      }, (err) => this.settle(delivery, err));
     } catch (err) {
       if (!(err instanceof HubError)) throw err;
       // Rejected, never released: the device SDK treats released as sent.
       delivery.reject(err.amqpError());
     }
+  }
+
+  /** Settles a delivery whose link may have gone meanwhile (the peer then resends). */
+  private settle(delivery: Delivery, err: HubError | undefined): void {
+    if (!delivery.link.is_open()) return;
+    // Rejected, never released: the device SDK treats released as sent.
+    if (err) delivery.reject(err.amqpError());
+    else delivery.accept();
   }
 
   // ---- cloud-to-device -------------------------------------------------------------------

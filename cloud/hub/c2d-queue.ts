@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import type { Db } from './db.js';
+import { prepared, type Db } from './db.js';
 import { HubError } from './hub-errors.js';
 
 export type AckMode = 'none' | 'positive' | 'negative' | 'full';
@@ -130,8 +130,7 @@ export class C2dQueue extends EventEmitter {
           `Device ${deviceId} already has ${queued} cloud-to-device messages queued; IoT Hub allows ${this.limits.maxQueuedPerDevice}`,
         );
       }
-      const info = this.db
-        .prepare(
+      const info = prepared(this.db, 
           `INSERT INTO c2d_messages (device_id, message_id, ack, enqueued_at, expires_at, props, body)
            VALUES (?, ?, ?, ?, ?, ?, ?)`,
         )
@@ -143,23 +142,22 @@ export class C2dQueue extends EventEmitter {
   }
 
   get(seq: number): C2dMessage | undefined {
-    const row = this.db.prepare('SELECT * FROM c2d_messages WHERE seq = ?').get(seq) as Row | undefined;
+    const row = prepared(this.db, 'SELECT * FROM c2d_messages WHERE seq = ?').get(seq) as Row | undefined;
     return row ? toMessage(row) : undefined;
   }
 
   queuedCount(deviceId: string): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM c2d_messages WHERE device_id = ?').get(deviceId) as { n: number }).n;
+    return (prepared(this.db, 'SELECT COUNT(*) AS n FROM c2d_messages WHERE device_id = ?').get(deviceId) as { n: number }).n;
   }
 
   /** The oldest unexpired message not already out for delivery, now locked and counted as a delivery. */
   takeNext(deviceId: string): C2dMessage | undefined {
     this.expire();
-    const rows = this.db
-      .prepare('SELECT * FROM c2d_messages WHERE device_id = ? ORDER BY seq LIMIT ?')
+    const rows = prepared(this.db, 'SELECT * FROM c2d_messages WHERE device_id = ? ORDER BY seq LIMIT ?')
       .all(deviceId, this.locked.size + 1) as Row[];
     const row = rows.find((r) => !this.locked.has(r.seq));
     if (!row) return undefined;
-    this.db.prepare('UPDATE c2d_messages SET delivery_count = delivery_count + 1 WHERE seq = ?').run(row.seq);
+    prepared(this.db, 'UPDATE c2d_messages SET delivery_count = delivery_count + 1 WHERE seq = ?').run(row.seq);
     this.locked.add(row.seq);
     return toMessage({ ...row, delivery_count: row.delivery_count + 1 });
   }
@@ -196,14 +194,14 @@ export class C2dQueue extends EventEmitter {
   /** Removes every expired message (including ones out for delivery) and records Expired feedback. */
   expire(): number {
     const now = this.now();
-    const rows = this.db.prepare('SELECT * FROM c2d_messages WHERE expires_at <= ?').all(now) as Row[];
+    const rows = prepared(this.db, 'SELECT * FROM c2d_messages WHERE expires_at <= ?').all(now) as Row[];
     for (const row of rows) this.finish(row.seq, 'Expired', 'Message expired before the device completed it');
     return rows.length;
   }
 
   /** Removes a device's queue (device deleted): IoT Hub reports Purged. */
   purge(deviceId: string): void {
-    const rows = this.db.prepare('SELECT seq FROM c2d_messages WHERE device_id = ?').all(deviceId) as { seq: number }[];
+    const rows = prepared(this.db, 'SELECT seq FROM c2d_messages WHERE device_id = ?').all(deviceId) as { seq: number }[];
     for (const r of rows) this.finish(r.seq, 'Purged', 'Device queue purged');
   }
 
@@ -213,7 +211,7 @@ export class C2dQueue extends EventEmitter {
     this.db.transaction(() => {
       const msg = this.get(seq);
       if (!msg) return;
-      this.db.prepare('DELETE FROM c2d_messages WHERE seq = ?').run(seq);
+      prepared(this.db, 'DELETE FROM c2d_messages WHERE seq = ?').run(seq);
       this.emit('settled', msg, status);
       if (!wantsFeedback(msg.ack, status) || msg.messageId === null) return;
       const record: FeedbackRecord = {
@@ -224,10 +222,9 @@ export class C2dQueue extends EventEmitter {
         enqueuedTimeUtc: new Date(this.now()).toISOString(),
         statusCode: status,
       };
-      this.db.prepare('INSERT INTO feedback_records (created_at, record) VALUES (?, ?)').run(this.now(), JSON.stringify(record));
+      prepared(this.db, 'INSERT INTO feedback_records (created_at, record) VALUES (?, ?)').run(this.now(), JSON.stringify(record));
       // Bounded: the oldest uncollected records go first, as IoT Hub's feedback queue expires them.
-      this.db
-        .prepare('DELETE FROM feedback_records WHERE seq <= (SELECT MAX(seq) FROM feedback_records) - ?')
+      prepared(this.db, 'DELETE FROM feedback_records WHERE seq <= (SELECT MAX(seq) FROM feedback_records) - ?')
         .run(this.limits.maxFeedbackRecords);
       added = true;
     })();
@@ -235,7 +232,7 @@ export class C2dQueue extends EventEmitter {
   }
 
   pendingFeedback(limit: number): { seqs: number[]; records: FeedbackRecord[] } {
-    const rows = this.db.prepare('SELECT seq, record FROM feedback_records ORDER BY seq LIMIT ?').all(limit) as {
+    const rows = prepared(this.db, 'SELECT seq, record FROM feedback_records ORDER BY seq LIMIT ?').all(limit) as {
       seq: number;
       record: string;
     }[];
@@ -243,7 +240,7 @@ export class C2dQueue extends EventEmitter {
   }
 
   ackFeedback(seqs: readonly number[]): void {
-    const del = this.db.prepare('DELETE FROM feedback_records WHERE seq = ?');
+    const del = prepared(this.db, 'DELETE FROM feedback_records WHERE seq = ?');
     this.db.transaction(() => {
       for (const s of seqs) del.run(s);
     })();

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Db } from './db.js';
+import { prepared, type Db } from './db.js';
 
 /** A device-to-cloud message as the hub stored it. */
 export interface StoredEvent {
@@ -73,7 +73,7 @@ export class EventStore extends EventEmitter {
   ) {
     super();
     this.setMaxListeners(0);
-    this.insert = db.prepare('INSERT INTO events (device_id, enqueued_at, size, props, body) VALUES (?, ?, ?, ?, ?)');
+    this.insert = prepared(db, 'INSERT INTO events (device_id, enqueued_at, size, props, body) VALUES (?, ?, ?, ?, ?)');
   }
 
   /** Stores the message; call inside the transaction that also meters it. */
@@ -92,16 +92,16 @@ export class EventStore extends EventEmitter {
 
   prune(): void {
     this.insertsSincePrune = 0;
-    this.db.prepare('DELETE FROM events WHERE enqueued_at < ?').run(this.now() - this.retention.maxAgeMs);
-    this.db.prepare('DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?').run(this.retention.maxEvents);
+    prepared(this.db, 'DELETE FROM events WHERE enqueued_at < ?').run(this.now() - this.retention.maxAgeMs);
+    prepared(this.db, 'DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?').run(this.retention.maxEvents);
   }
 }
 
 export function readEvents(db: Db, q: { deviceId?: string; fromSequence?: number; limit: number }): StoredEvent[] {
   const rows = (
     q.deviceId === undefined
-      ? db.prepare('SELECT * FROM events WHERE seq >= ? ORDER BY seq LIMIT ?').all(q.fromSequence ?? 0, q.limit)
-      : db.prepare('SELECT * FROM events WHERE device_id = ? AND seq >= ? ORDER BY seq LIMIT ?').all(q.deviceId, q.fromSequence ?? 0, q.limit)
+      ? prepared(db, 'SELECT * FROM events WHERE seq >= ? ORDER BY seq LIMIT ?').all(q.fromSequence ?? 0, q.limit)
+      : prepared(db, 'SELECT * FROM events WHERE device_id = ? AND seq >= ? ORDER BY seq LIMIT ?').all(q.deviceId, q.fromSequence ?? 0, q.limit)
   ) as Row[];
   return rows.map(toStoredEvent);
 }

@@ -1,7 +1,7 @@
 import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { FieldlinkError } from '../../common/errors.js';
-import { openDb, type Db } from './db.js';
+import { openDb, prepared, type Db } from './db.js';
 import { deviceConnectionString, hubFilePath, readHubFile, type HubFile } from './data-dir.js';
 import { readEvents, type StoredEvent } from './event-store.js';
 import { HubError } from './hub-errors.js';
@@ -174,7 +174,7 @@ class OfflineHub implements HubAccess {
   }
 
   async listDevices(): Promise<DeviceSummary[]> {
-    const count = this.db.prepare('SELECT device_id, COUNT(*) AS n FROM c2d_messages GROUP BY device_id').all() as { device_id: string; n: number }[];
+    const count = prepared(this.db, 'SELECT device_id, COUNT(*) AS n FROM c2d_messages GROUP BY device_id').all() as { device_id: string; n: number }[];
     const queued = new Map(count.map((c) => [c.device_id, c.n]));
     return this.registry.list().map((d) => ({ deviceId: d.deviceId, status: d.status, connectionState: 'Disconnected', cloudToDeviceMessageCount: queued.get(d.deviceId) ?? 0 }));
   }

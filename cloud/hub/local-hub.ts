@@ -45,6 +45,7 @@ export class LocalHub {
     readonly c2d: C2dQueue,
     readonly events: EventStore,
     readonly meter: Meter,
+    private readonly d2c: D2cIntake,
     private readonly amqp: AmqpFrontend,
     private readonly rest: RestFrontend,
     private readonly log: Logger,
@@ -66,7 +67,7 @@ export class LocalHub {
     const events = new EventStore(db, now, { ...defaultRetention, ...opts.retention });
     const meter = new Meter(db);
     const auth = new Authenticator(prepared.hub.hostName, prepared.hub.policies, (id) => registry.get(id), now);
-    const d2c = new D2cIntake(db, events, meter, registry, opts.maxD2cBytes ?? D2C_MAX_BYTES);
+    const d2c = new D2cIntake(db, events, meter, registry, (err) => log.error({ err }, 'storing device-to-cloud messages failed'), opts.maxD2cBytes ?? D2C_MAX_BYTES);
     const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now });
     const rest = new RestFrontend({ db, registry, c2d, events, meter, auth, log: log.child({ component: 'hub-rest' }), now }, prepared);
     const bind = opts.bindAddress ?? '127.0.0.1';
@@ -82,7 +83,7 @@ export class LocalHub {
       throw err;
     }
     const hub = recordPorts(opts.dataDir, prepared.hub, amqpPort, httpsPort);
-    const instance = new LocalHub(opts.dataDir, hub, prepared.ca, db, registry, c2d, events, meter, amqp, rest, log);
+    const instance = new LocalHub(opts.dataDir, hub, prepared.ca, db, registry, c2d, events, meter, d2c, amqp, rest, log);
     instance.timers.push(
       setInterval(() => instance.sweep(), opts.sweepIntervalMs ?? 1000),
       setInterval(() => events.prune(), 60_000),
@@ -126,6 +127,7 @@ export class LocalHub {
     if (this.stopped) return;
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    this.d2c.flush();
     await this.amqp.close();
     await this.rest.close();
     this.db.close();

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Db } from './db.js';
+import { prepared, type Db } from './db.js';
 import { HubError } from './hub-errors.js';
 import {
   isObject,
@@ -133,6 +133,9 @@ export type DesiredListener = (deviceId: string, patch: JsonObject) => void;
 export class DeviceRegistry {
   private readonly desiredListeners = new Set<DesiredListener>();
   private readonly connected = new Map<string, number>();
+  /** Status per device id (undefined: not registered), read on every AMQP message. */
+  private readonly statusCache = new Map<string, DeviceStatus | undefined>();
+  private readonly lastTouched = new Map<string, number>();
 
   constructor(
     private readonly db: Db,
@@ -145,8 +148,14 @@ export class DeviceRegistry {
   }
 
   get(deviceId: string): DeviceRecord | undefined {
-    const row = this.db.prepare('SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
+    const row = prepared(this.db, 'SELECT * FROM devices WHERE device_id = ?').get(deviceId) as DeviceRow | undefined;
     return row ? toDevice(row) : undefined;
+  }
+
+  /** enabled, disabled, or undefined when not registered; cached, as every message asks. */
+  status(deviceId: string): DeviceStatus | undefined {
+    if (!this.statusCache.has(deviceId)) this.statusCache.set(deviceId, this.get(deviceId)?.status);
+    return this.statusCache.get(deviceId);
   }
 
   require(deviceId: string): DeviceRecord {
@@ -156,11 +165,11 @@ export class DeviceRegistry {
   }
 
   list(): DeviceRecord[] {
-    return (this.db.prepare('SELECT * FROM devices ORDER BY device_id').all() as DeviceRow[]).map(toDevice);
+    return (prepared(this.db, 'SELECT * FROM devices ORDER BY device_id').all() as DeviceRow[]).map(toDevice);
   }
 
   count(): number {
-    return (this.db.prepare('SELECT COUNT(*) AS n FROM devices').get() as { n: number }).n;
+    return (prepared(this.db, 'SELECT COUNT(*) AS n FROM devices').get() as { n: number }).n;
   }
 
   create(deviceId: string, input: DeviceInput = {}): DeviceRecord {
@@ -171,17 +180,16 @@ export class DeviceRegistry {
     const keys = parseKeys(input.authentication);
     const now = this.now();
     const empty = JSON.stringify({});
+    this.statusCache.delete(deviceId);
     return this.db.transaction(() => {
       if (this.get(deviceId)) throw new HubError('DeviceAlreadyExists', `A device with ID '${deviceId}' is already registered`);
-      this.db
-        .prepare(
+      prepared(this.db, 
           `INSERT INTO devices (device_id, generation_id, version, status, status_reason, status_updated_at,
              primary_key, secondary_key, created_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?)`,
         )
         .run(deviceId, `6${randomBytes(8).readBigUInt64BE() % 10n ** 17n}`, status, parseReason(input.statusReason), now,
           keys.primary || newKey(), keys.secondary || newKey(), now);
-      this.db
-        .prepare(
+      prepared(this.db, 
           `INSERT INTO twins (device_id, version, tags, desired, reported, desired_version, reported_version,
              desired_meta, reported_meta) VALUES (?, 1, ?, ?, ?, 1, 1, ?, ?)`,
         )
@@ -193,14 +201,14 @@ export class DeviceRegistry {
 
   /** PUT with If-Match: `*` or the current etag; keys left empty keep their value. */
   update(deviceId: string, input: DeviceInput, ifMatch: string): DeviceRecord {
+    this.statusCache.delete(deviceId);
     return this.db.transaction(() => {
       const current = this.require(deviceId);
       checkEtag(ifMatch, etagOf(current.version), `device ${deviceId}`);
       const status = parseStatus(input.status) ?? current.status;
       const keys = parseKeys(input.authentication);
       const now = this.now();
-      this.db
-        .prepare(
+      prepared(this.db, 
           `UPDATE devices SET version = version + 1, status = ?, status_reason = ?, status_updated_at = ?,
              primary_key = ?, secondary_key = ? WHERE device_id = ?`,
         )
@@ -212,10 +220,12 @@ export class DeviceRegistry {
   }
 
   delete(deviceId: string, ifMatch: string): void {
+    this.statusCache.delete(deviceId);
+    this.lastTouched.delete(deviceId);
     this.db.transaction(() => {
       const current = this.require(deviceId);
       checkEtag(ifMatch, etagOf(current.version), `device ${deviceId}`);
-      this.db.prepare('DELETE FROM devices WHERE device_id = ?').run(deviceId);
+      prepared(this.db, 'DELETE FROM devices WHERE device_id = ?').run(deviceId);
     })();
     this.connected.delete(deviceId);
   }
@@ -226,7 +236,7 @@ export class DeviceRegistry {
     if (after === 0) this.connected.delete(deviceId);
     else this.connected.set(deviceId, after);
     if ((before === 0) !== (after === 0)) {
-      this.db.prepare('UPDATE devices SET connection_state_updated_at = ? WHERE device_id = ?').run(this.now(), deviceId);
+      prepared(this.db, 'UPDATE devices SET connection_state_updated_at = ? WHERE device_id = ?').run(this.now(), deviceId);
     }
   }
 
@@ -234,12 +244,16 @@ export class DeviceRegistry {
     return this.connected.has(deviceId);
   }
 
+  /** Records activity; at most one write a second per device, since every message calls it. */
   touch(deviceId: string): void {
-    this.db.prepare('UPDATE devices SET last_activity_at = ? WHERE device_id = ?').run(this.now(), deviceId);
+    const now = this.now();
+    if (now - (this.lastTouched.get(deviceId) ?? -Infinity) < 1000) return;
+    this.lastTouched.set(deviceId, now);
+    prepared(this.db, 'UPDATE devices SET last_activity_at = ? WHERE device_id = ?').run(now, deviceId);
   }
 
   getTwin(deviceId: string): TwinRecord {
-    const row = this.db.prepare('SELECT * FROM twins WHERE device_id = ?').get(deviceId) as TwinRow | undefined;
+    const row = prepared(this.db, 'SELECT * FROM twins WHERE device_id = ?').get(deviceId) as TwinRow | undefined;
     if (!row) throw new HubError('DeviceNotFound', `Device ${deviceId} not registered`);
     return toTwin(row);
   }
@@ -326,8 +340,7 @@ export class DeviceRegistry {
   }
 
   private saveTwin(t: TwinRecord): TwinRecord {
-    this.db
-      .prepare(
+    prepared(this.db, 
         `UPDATE twins SET version = ?, tags = ?, desired = ?, reported = ?, desired_version = ?, reported_version = ?,
            desired_meta = ?, reported_meta = ? WHERE device_id = ?`,
       )
