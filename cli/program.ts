@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerHubCommands } from '../cloud/hub/cli.js';
+import { registerDemoCommand } from './demo.js';
 
 /**
  * Each folder that owns subcommands exports one of these; this file only lists them, so the
@@ -8,7 +9,7 @@ import { registerHubCommands } from '../cloud/hub/cli.js';
  */
 export type CommandRegistrar = (program: Command) => void;
 
-export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands];
+export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands, registerDemoCommand];
 
 function packageVersion(): string {
   // Read at runtime rather than imported: dist/cli/program.js sits two levels below the root,
