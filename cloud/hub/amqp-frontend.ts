@@ -133,6 +133,35 @@ export class AmqpFrontend {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /**
+   * Ends what expired tokens authorised, as IoT Hub does: a connection whose device or service
+   * token passed its expiry without a renewal on $cbs loses that identity and its links.
+   */
+  expireTokens(): number {
+    const now = this.deps.now();
+    let expired = 0;
+    for (const st of this.conns.values()) {
+      const gone = new Set<string>();
+      for (const [deviceId, principal] of st.devices) {
+        if (principal.expiresAt > now) continue;
+        st.devices.delete(deviceId);
+        this.deps.registry.markConnected(deviceId, false);
+        gone.add(deviceId);
+      }
+      const serviceGone = st.service !== undefined && st.service.expiresAt <= now;
+      if (serviceGone) st.service = undefined;
+      for (const [link, role] of st.roles) {
+        const deviceLink = 'deviceId' in role && gone.has(role.deviceId);
+        const serviceLink = serviceGone && (role.kind === 'service-c2d' || role.kind === 'feedback');
+        if (!deviceLink && !serviceLink) continue;
+        link.close({ condition: 'amqp:unauthorized-access', description: 'token expired; renew it on $cbs before it expires' });
+        this.onLinkGone(link.connection, link);
+      }
+      expired += gone.size + (serviceGone ? 1 : 0);
+    }
+    return expired;
+  }
+
   private guard(ctx: EventContext, fn: () => void): void {
     try {
       fn();
@@ -335,6 +364,8 @@ export class AmqpFrontend {
     } catch (err) {
       const reason = err instanceof HubError ? err.message : 'token rejected';
       this.deps.log.info({ connection: st.id, audience: decodeId(audience), reason }, 'cbs put-token refused');
+      // Hub-wide: the audience names whatever the client claims, so it cannot key the meter.
+      this.deps.meter.add('', 'refused.auth.Unauthorized');
       return reply(401, reason);
     }
     if (principal.kind === 'device' || principal.deviceId !== undefined) {

@@ -93,11 +93,13 @@ export class LocalHub {
     return instance;
   }
 
-  /** Expires due C2D messages now (also runs on a timer). */
+  /** Expires due C2D messages and unrenewed tokens now (also runs on a timer). */
   sweep(): void {
     try {
       const expired = this.c2d.expire();
       if (expired > 0) this.log.info({ expired }, 'cloud-to-device messages expired');
+      const tokens = this.amqp.expireTokens();
+      if (tokens > 0) this.log.info({ tokens }, 'expired tokens ended their links');
     } catch (err) {
       this.log.error({ err }, 'c2d expiry sweep failed');
     }

@@ -9,7 +9,7 @@ import type { Connection, Container, EventContext, Message, Receiver, Sender } f
 import { readEvents } from '../../../cloud/hub/event-store.js';
 import { mintSasToken } from '../../../cloud/hub/sas.js';
 import { startTestHub, type TestHub } from '../../helpers/hub.js';
-import { within } from '../../helpers/deadline.js';
+import { eventually, within } from '../../helpers/deadline.js';
 
 /** A tap test object (the type tap gives a subtest callback). */
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -403,6 +403,52 @@ t.test('a device-scoped policy token without DeviceConnect cannot act as that de
   t.match(r.description, /DeviceConnect/, 'the refusal names the missing permission');
   const { outcome } = await c.attachSender('/devices/dev1/messages/events');
   assertRefused(t, outcome, 'amqp:unauthorized-access', /no token for device/);
+});
+
+t.test('desired-property patches are pushed only after the device subscribed, and not after it unsubscribed', async (t) => {
+  const c = await dev1Client(t);
+  const pushes: string[] = [];
+  const down = await c.attachReceiver('/devices/dev1/twin');
+  down.link.on('message', (ctx: EventContext) => {
+    const m = ctx.message as Message;
+    const body = m.body as { content?: unknown } | undefined;
+    if (m.correlation_id === undefined && Buffer.isBuffer(body?.content)) pushes.push(body.content.toString('utf8'));
+  });
+  const up = await c.attachSender('/devices/dev1/twin');
+  t.ok(down.outcome.attached && up.outcome.attached, 'twin links attached');
+  th.hub.registry.patchTwin('dev1', { properties: { desired: { before: 1 } } }, '*');
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(pushes, [], 'nothing pushed before PUT /notifications/twin/properties/desired');
+  up.link.send(twinRequest('PUT', '/notifications/twin/properties/desired', ' '));
+  await new Promise((r) => setTimeout(r, 100));
+  th.hub.registry.patchTwin('dev1', { properties: { desired: { during: 2 } } }, '*');
+  await eventually(WAIT, 'push after subscribing', () => pushes[0]);
+  t.match(JSON.parse(pushes[0] ?? '{}'), { during: 2 }, 'the patch itself is pushed, with its $version');
+  t.type((JSON.parse(pushes[0] ?? '{}') as { $version?: unknown }).$version, 'number');
+  up.link.send(twinRequest('DELETE', '/notifications/twin/properties/desired', ' '));
+  await new Promise((r) => setTimeout(r, 100));
+  th.hub.registry.patchTwin('dev1', { properties: { desired: { after: 3 } } }, '*');
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal(pushes.length, 1, 'nothing pushed after DELETE');
+});
+
+t.test('a token that expires without renewal ends the links it authorised', async (t) => {
+  const c = await client(t);
+  const soon = Math.floor(Date.now() / 1000) + 2;
+  const r = await c.putToken(deviceToken('dev2', keyOf('dev2'), soon), deviceAudience('dev2'));
+  t.equal(r.status, 200);
+  const { link, outcome } = await c.attachSender('/devices/dev2/messages/events');
+  t.ok(outcome.attached, 'attached while the token is valid');
+  const closed = await within(
+    8000,
+    'link closed at expiry',
+    new Promise<AmqpErr | undefined>((resolve) => {
+      link.on('sender_close', () => resolve(errorOf(link)));
+    }),
+  );
+  t.equal(closed?.condition, 'amqp:unauthorized-access');
+  t.match(closed?.description ?? '', /expired/);
+  t.equal(th.hub.registry.isConnected('dev2'), false, 'the device no longer counts as connected');
 });
 
 t.test('hub logs never contain a key or a SAS signature', async (t) => {
