@@ -8,7 +8,7 @@ import { openDb, type Db } from './db.js';
 import { defaultRetention, EventStore, type EventRetention } from './event-store.js';
 import { Meter } from './meter.js';
 import { DeviceRegistry } from './registry.js';
-import { RestFrontend } from './rest-frontend.js';
+import { RestFrontend, type RouteModule } from './rest-frontend.js';
 
 export interface LocalHubOptions {
   dataDir: string;
@@ -69,7 +69,9 @@ export class LocalHub {
     const auth = new Authenticator(prepared.hub.hostName, prepared.hub.policies, (id) => registry.get(id), now);
     const d2c = new D2cIntake(db, events, meter, registry, (err) => log.error({ err }, 'storing device-to-cloud messages failed'), opts.maxD2cBytes ?? D2C_MAX_BYTES);
     const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now });
-    const rest = new RestFrontend({ db, registry, c2d, events, meter, auth, log: log.child({ component: 'hub-rest' }), now }, prepared);
+    // Feature routes beyond the registry and twins, one module each.
+    const routeModules: RouteModule[] = [];
+    const rest = new RestFrontend({ db, registry, c2d, events, meter, auth, log: log.child({ component: 'hub-rest' }), now }, prepared, routeModules);
     const bind = opts.bindAddress ?? '127.0.0.1';
     let amqpPort: number;
     let httpsPort: number;

@@ -23,6 +23,18 @@ export interface RestFrontendDeps {
 
 type IdParams = { Params: { id: string } };
 
+/** What a route module gets: the hub's parts and the shared checks. */
+export interface RouteContext {
+  readonly deps: RestFrontendDeps;
+  /** The caller's principal, if its token carries one of `rights`; else an Unauthorized HubError. */
+  principal(req: FastifyRequest, ...rights: Right[]): Principal;
+  /** The twin as the REST API returns it. */
+  twinJson(deviceId: string): Record<string, unknown>;
+}
+
+/** A feature's routes, registered beside the registry's (one file per feature). */
+export type RouteModule = (app: FastifyInstance, ctx: RouteContext) => void;
+
 const MAX_EVENTS_PAGE = 1000;
 
 function intQuery(value: unknown, name: string, fallback: number, min: number, max: number): number {
@@ -44,6 +56,7 @@ export class RestFrontend {
   constructor(
     private readonly deps: RestFrontendDeps,
     tls: { key: string; cert: string },
+    private readonly modules: readonly RouteModule[] = [],
   ) {
     this.app = Fastify({ https: { key: tls.key, cert: tls.cert }, logger: false, bodyLimit: 1024 * 1024 }) as unknown as FastifyInstance;
     this.app.setErrorHandler((err, req, reply) => this.sendError(req, reply, err));
@@ -122,6 +135,13 @@ export class RestFrontend {
     app.addHook('onRequest', async (req) => {
       if (!req.url.startsWith('/_local/')) this.requireApiVersion(req);
     });
+
+    const ctx: RouteContext = {
+      deps: this.deps,
+      principal: (req, ...rights) => this.principal(req, ...rights),
+      twinJson: (id) => this.twinJson(id),
+    };
+    for (const register of this.modules) register(app, ctx);
 
     app.put<IdParams & { Body: DeviceInput }>('/devices/:id', async (req, reply) => {
       this.principal(req, 'RegistryWrite');
