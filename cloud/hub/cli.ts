@@ -94,6 +94,19 @@ async function followRunning(dataDir: string, q: { deviceId?: string; fromSequen
   });
 }
 
+interface HubStartOptions {
+  data: string;
+  host?: string;
+  bind: string;
+  amqpPort?: number;
+  httpsPort?: number;
+  ca?: string;
+  d2cPerSecond?: number;
+  d2cPerDevicePerSecond?: number;
+  dailyQuotaUnits?: number;
+  logLevel: string;
+}
+
 /** Registers `fieldlink hub` and its tools. */
 export function registerHubCommands(program: Command): void {
   const hub = program
@@ -105,8 +118,11 @@ export function registerHubCommands(program: Command): void {
     .option('--amqp-port <port>', 'AMQP over TLS port (default: saved, else 5671)', port)
     .option('--https-port <port>', 'HTTPS REST port (default: saved, else 8443)', port)
     .option('--ca <dir>', 'use (or create) the CA in this directory instead of one in the data dir')
+    .option('--d2c-per-second <n>', 'device-to-cloud sends a second across the hub; over it, ThrottlingError (default: unlimited)', positive)
+    .option('--d2c-per-device-per-second <n>', 'device-to-cloud sends a second per device (default: unlimited)', positive)
+    .option('--daily-quota-units <n>', 'billed 4 KB units a UTC day; over it, IotHubQuotaExceededError until 00:00 UTC (default: unlimited)', positive)
     .option('--log-level <level>', 'pino log level', 'info')
-    .action(async (opts: { data: string; host?: string; bind: string; amqpPort?: number; httpsPort?: number; ca?: string; logLevel: string }) => {
+    .action(async (opts: HubStartOptions) => {
       const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
       const local = await LocalHub.start({
         dataDir: opts.data,
@@ -116,6 +132,9 @@ export function registerHubCommands(program: Command): void {
         ...(opts.amqpPort === undefined ? {} : { amqpPort: opts.amqpPort }),
         ...(opts.httpsPort === undefined ? {} : { httpsPort: opts.httpsPort }),
         ...(opts.ca === undefined ? {} : { caDir: opts.ca }),
+        ...(opts.d2cPerSecond === undefined ? {} : { d2cPerSecond: opts.d2cPerSecond }),
+        ...(opts.d2cPerDevicePerSecond === undefined ? {} : { d2cPerDevicePerSecond: opts.d2cPerDevicePerSecond }),
+        ...(opts.dailyQuotaUnits === undefined ? {} : { dailyQuotaUnits: opts.dailyQuotaUnits }),
       });
       process.stdout.write(
         [

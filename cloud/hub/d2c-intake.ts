@@ -1,4 +1,5 @@
 import type { Db } from './db.js';
+import type { D2cRateLimiter, DailyQuota } from './d2c-limits.js';
 import type { EventMeta, EventStore, StoredEvent } from './event-store.js';
 import { HubError } from './hub-errors.js';
 import { billedUnits, type Meter } from './meter.js';
@@ -10,6 +11,9 @@ export const D2C_MAX_BYTES = 256 * 1024;
 interface Pending {
   deviceId: string;
   size: number;
+  units: number;
+  /** The UTC day whose quota the units were reserved against. */
+  day: string;
   body: Buffer;
   meta: EventMeta;
   done: (err?: HubError) => void;
@@ -32,16 +36,29 @@ export class D2cIntake {
     private readonly meter: Meter,
     private readonly registry: DeviceRegistry,
     private readonly onCommitError: (err: unknown) => void,
+    private readonly rate: D2cRateLimiter,
+    private readonly quota: DailyQuota,
     private readonly maxBytes = D2C_MAX_BYTES,
   ) {}
 
-  /** Throws MessageTooLarge at once; otherwise `done` runs after the message is committed. */
+  /**
+   * Throws at once what IoT Hub refuses at once (MessageTooLarge, ThrottlingException,
+   * IotHubQuotaExceeded), metering the refusal; otherwise `done` runs after the commit.
+   */
   submit(deviceId: string, size: number, body: Buffer, meta: EventMeta, done: (err?: HubError) => void): void {
-    if (size > this.maxBytes) {
-      this.meter.add(deviceId, 'refused.d2c.MessageTooLarge');
-      throw new HubError('MessageTooLarge', `message is ${size} bytes with its properties; IoT Hub accepts at most ${this.maxBytes}`);
+    const units = billedUnits(size);
+    let day: string;
+    try {
+      if (size > this.maxBytes) {
+        throw new HubError('MessageTooLarge', `message is ${size} bytes with its properties; IoT Hub accepts at most ${this.maxBytes}`);
+      }
+      this.rate.admit(deviceId);
+      day = this.quota.reserve(units);
+    } catch (err) {
+      if (err instanceof HubError) this.meter.add(deviceId, `refused.d2c.${err.code}`);
+      throw err;
     }
-    this.pending.push({ deviceId, size, body, meta, done });
+    this.pending.push({ deviceId, size, units, day, body, meta, done });
     this.scheduled ??= setImmediate(() => this.flush());
   }
 
@@ -59,13 +76,15 @@ export class D2cIntake {
           const event = this.events.append(p.deviceId, p.size, p.meta, p.body);
           this.meter.add(p.deviceId, 'd2c.messages');
           this.meter.add(p.deviceId, 'd2c.bytes', p.size);
-          this.meter.add(p.deviceId, 'd2c.units', billedUnits(p.size));
+          this.meter.add(p.deviceId, 'd2c.units', p.units);
+          this.meter.add('', `quota.units.${p.day}`, p.units);
           this.registry.touch(p.deviceId);
           return event;
         }),
       )();
     } catch (err) {
       this.onCommitError(err);
+      for (const p of batch) this.quota.release(p.day, p.units);
       const refusal = new HubError('ServerError', 'the hub could not store the message; send it again');
       for (const p of batch) p.done(refusal);
       return;

@@ -3,6 +3,7 @@ import { Authenticator } from './access.js';
 import { AmqpFrontend } from './amqp-frontend.js';
 import { C2dQueue, defaultC2dLimits, type C2dLimits } from './c2d-queue.js';
 import { D2cIntake, D2C_MAX_BYTES } from './d2c-intake.js';
+import { D2cRateLimiter, DailyQuota } from './d2c-limits.js';
 import { deviceConnectionString, prepareDataDir, recordPorts, type HubFile } from './data-dir.js';
 import { openDb, type Db } from './db.js';
 import { defaultRetention, EventStore, type EventRetention } from './event-store.js';
@@ -28,6 +29,12 @@ export interface LocalHubOptions {
   maxD2cBytes?: number;
   /** How often expired C2D messages are swept into Expired feedback. */
   sweepIntervalMs?: number;
+  /** Device-to-cloud sends a second across the hub; unlimited when undefined. */
+  d2cPerSecond?: number;
+  /** Device-to-cloud sends a second per device; unlimited when undefined. */
+  d2cPerDevicePerSecond?: number;
+  /** Billed 4 KB units a UTC day (IoT Hub S1: 400,000 per unit); unlimited when undefined. */
+  dailyQuotaUnits?: number;
 }
 
 /** The local IoT Hub: registry, twins, C2D queues, D2C store and meter behind AMQP and HTTPS. */
@@ -67,11 +74,13 @@ export class LocalHub {
     const events = new EventStore(db, now, { ...defaultRetention, ...opts.retention });
     const meter = new Meter(db);
     const auth = new Authenticator(prepared.hub.hostName, prepared.hub.policies, (id) => registry.get(id), now);
-    const d2c = new D2cIntake(db, events, meter, registry, (err) => log.error({ err }, 'storing device-to-cloud messages failed'), opts.maxD2cBytes ?? D2C_MAX_BYTES);
+    const rate = new D2cRateLimiter({ perHubPerSecond: opts.d2cPerSecond, perDevicePerSecond: opts.d2cPerDevicePerSecond }, now);
+    const quota = new DailyQuota(opts.dailyQuotaUnits, now, (day) => meter.get('', `quota.units.${day}`));
+    const d2c = new D2cIntake(db, events, meter, registry, (err) => log.error({ err }, 'storing device-to-cloud messages failed'), rate, quota, opts.maxD2cBytes ?? D2C_MAX_BYTES);
     const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now });
     // Feature routes beyond the registry and twins, one module each.
     const routeModules: RouteModule[] = [];
-    const rest = new RestFrontend({ db, registry, c2d, events, meter, auth, log: log.child({ component: 'hub-rest' }), now }, prepared, routeModules);
+    const rest = new RestFrontend({ db, registry, c2d, events, meter, quota, auth, log: log.child({ component: 'hub-rest' }), now }, prepared, routeModules);
     const bind = opts.bindAddress ?? '127.0.0.1';
     let amqpPort: number;
     let httpsPort: number;

@@ -33,6 +33,11 @@ export class Meter {
     this.upsert.run(deviceId, metric, amount);
   }
 
+  get(deviceId: string, metric: string): number {
+    const row = this.db.prepare('SELECT value FROM meter WHERE device_id = ? AND metric = ?').get(deviceId, metric) as { value: number } | undefined;
+    return row?.value ?? 0;
+  }
+
   snapshot(): MeterSnapshot {
     const rows = this.db.prepare('SELECT device_id, metric, value FROM meter ORDER BY device_id, metric').all() as {
       device_id: string;

@@ -7,6 +7,7 @@ import type { C2dQueue } from './c2d-queue.js';
 import type { Db } from './db.js';
 import { readEvents, type EventStore, type StoredEvent } from './event-store.js';
 import { HubError } from './hub-errors.js';
+import type { DailyQuota } from './d2c-limits.js';
 import type { Meter } from './meter.js';
 import type { DeviceInput, DeviceRegistry, TwinServicePatch } from './registry.js';
 
@@ -16,6 +17,7 @@ export interface RestFrontendDeps {
   c2d: C2dQueue;
   events: EventStore;
   meter: Meter;
+  quota: DailyQuota;
   auth: Authenticator;
   log: Logger;
   now: () => number;
@@ -201,7 +203,7 @@ export class RestFrontend {
 
     app.get('/_local/meter', async (req, reply) => {
       this.principal(req, 'ServiceConnect');
-      return reply.type(json).send({ at: new Date(this.deps.now()).toISOString(), ...meter.snapshot() });
+      return reply.type(json).send({ at: new Date(this.deps.now()).toISOString(), quota: this.deps.quota.status(), ...meter.snapshot() });
     });
 
     app.get('/_local/events', async (req, reply) => {

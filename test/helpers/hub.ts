@@ -76,9 +76,10 @@ export type DeviceClient = InstanceType<typeof deviceSdk.Client>;
  * setOptions must be awaited: the SDK first tries `ca` as a file name, asynchronously, and an
  * open() issued meanwhile connects without the CA.
  */
-export async function deviceClientFor(t: TestHub, connectionString: string): Promise<DeviceClient> {
+export async function deviceClientFor(t: TestHub, connectionString: string, options: Record<string, unknown> = {}): Promise<DeviceClient> {
   const client = deviceSdk.Client.fromConnectionString(connectionString, deviceAmqp.Amqp);
-  await client.setOptions({ ca: t.hub.ca });
+  // One call: each setOptions replaces the transport's options, so a second call would drop ca.
+  await client.setOptions({ ...options, ca: t.hub.ca });
   client.setRetryPolicy(new common.NoRetry());
   return client;
 }
@@ -114,4 +115,23 @@ export async function collectFeedback(service: ReturnType<typeof createServiceCl
       }
     },
   };
+}
+
+/**
+ * A retry policy for tests of recovery: a few quick retries of anything but authorisation
+ * failures, instead of the SDK's silent four-minute backoff or NoRetry's giving up on C2D.
+ */
+export class QuickRetry {
+  constructor(
+    private readonly attempts = 20,
+    private readonly delayMs = 100,
+  ) {}
+
+  shouldRetry(err: Error): boolean {
+    return !['UnauthorizedError', 'DeviceNotFoundError', 'ArgumentError', 'MessageTooLargeError'].includes(err.name);
+  }
+
+  nextRetryTimeout(retryCount: number): number {
+    return retryCount >= this.attempts ? -1 : this.delayMs;
+  }
 }
