@@ -11,6 +11,11 @@ import type { D2cIntake } from './d2c-intake.js';
 import type { Meter } from './meter.js';
 import type { DeviceRegistry } from './registry.js';
 
+export interface MethodResult {
+  status: number;
+  payload: unknown;
+}
+
 export interface AmqpFrontendDeps {
   registry: DeviceRegistry;
   c2d: C2dQueue;
@@ -71,6 +76,10 @@ export class AmqpFrontend {
   private readonly feedbackInFlight = new Set<number>();
   private server: Server | undefined;
   private readonly detach: (() => void)[] = [];
+  /** Direct-method calls awaiting the device's reply, by correlation id. */
+  private readonly pendingMethods = new Map<string, { deviceId: string; resolve: (r: MethodResult) => void }>();
+  /** Callers waiting (connectTimeout) for a device's methods link, by device id. */
+  private readonly methodLinkWaiters = new Map<string, Set<() => void>>();
 
   constructor(private readonly deps: AmqpFrontendDeps) {
     const c = this.container;
@@ -302,6 +311,7 @@ export class AmqpFrontend {
       this.echoTerminus(sender, address);
       if (role.kind === 'c2d') queueMicrotask(() => this.pumpC2d(role.deviceId));
       if (role.kind === 'feedback') queueMicrotask(() => this.pumpFeedback(sender));
+      if (role.kind === 'methods-in') for (const wake of this.methodLinkWaiters.get(role.deviceId) ?? []) wake();
     } catch (err) {
       if (err instanceof HubError) this.refuseLink(sender, err);
       else throw err;
@@ -329,7 +339,7 @@ export class AmqpFrontend {
         return this.onServiceC2d(st, delivery, message);
       case 'methods-out':
         delivery.accept();
-        return;
+        return this.onMethodResponse(role.deviceId, message);
       default:
         delivery.reject({ condition: 'amqp:not-allowed', description: 'this link does not accept messages' });
     }
@@ -542,6 +552,81 @@ export class AmqpFrontend {
       } as Message);
       this.feedbackDeliveries.set(delivery, seqs);
     }
+  }
+
+  // ---- direct methods --------------------------------------------------------------------
+
+  private methodsLink(deviceId: string): Sender | undefined {
+    for (const st of this.conns.values()) {
+      for (const [link, role] of st.roles) {
+        if (role.kind === 'methods-in' && role.deviceId === deviceId && link.is_open()) return link as Sender;
+      }
+    }
+    return undefined;
+  }
+
+  private async waitForMethodsLink(deviceId: string, timeoutMs: number): Promise<Sender | undefined> {
+    const ready = this.methodsLink(deviceId);
+    if (ready || timeoutMs <= 0) return ready;
+    await new Promise<void>((resolve) => {
+      const waiters = this.methodLinkWaiters.get(deviceId) ?? new Set<() => void>();
+      this.methodLinkWaiters.set(deviceId, waiters);
+      const done = (): void => {
+        clearTimeout(timer);
+        waiters.delete(done);
+        if (waiters.size === 0) this.methodLinkWaiters.delete(deviceId);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      waiters.add(done);
+    });
+    return this.methodsLink(deviceId);
+  }
+
+  /**
+   * Invokes a direct method as IoT Hub does: waits up to `connectTimeoutMs` for the device's
+   * methods link (404 DeviceNotOnline otherwise), then up to `responseTimeoutMs` for its reply
+   * (504 GatewayTimeout otherwise).
+   */
+  async invokeMethod(deviceId: string, methodName: string, payload: unknown, responseTimeoutMs: number, connectTimeoutMs: number): Promise<MethodResult> {
+    const link = await this.waitForMethodsLink(deviceId, connectTimeoutMs);
+    if (!link) throw new HubError('DeviceNotOnline', `Timed out waiting for device ${deviceId} to connect (it has no direct-method link open)`);
+    const correlationId = randomUUID();
+    return new Promise<MethodResult>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingMethods.delete(correlationId);
+        reject(new HubError('GatewayTimeout', `Timed out waiting for the response from device ${deviceId} to method ${methodName} (${responseTimeoutMs} ms)`));
+      }, responseTimeoutMs);
+      this.pendingMethods.set(correlationId, {
+        deviceId,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+      });
+      link.send({
+        correlation_id: rhea.string_to_uuid(correlationId),
+        application_properties: { 'IoThub-methodname': methodName },
+        body: dataSection(Buffer.from(JSON.stringify(payload ?? null))),
+      } as Message);
+    });
+  }
+
+  private onMethodResponse(deviceId: string, msg: Message): void {
+    const id = idToString(msg.correlation_id);
+    const pending = id === null ? undefined : this.pendingMethods.get(id);
+    // A late reply, or one for another device's call, is dropped: the caller has its answer.
+    if (!pending || pending.deviceId !== deviceId || id === null) return;
+    this.pendingMethods.delete(id);
+    const status = Number((msg.application_properties as Record<string, unknown> | undefined)?.['IoThub-status']);
+    const text = bodyBytes(msg.body).toString('utf8');
+    let payload: unknown = null;
+    try {
+      payload = text.trim() === '' ? null : JSON.parse(text);
+    } catch {
+      payload = text; // IoT Hub requires JSON; pass what the device sent rather than lose it
+    }
+    pending.resolve({ status: Number.isInteger(status) ? status : 500, payload });
   }
 
   // ---- twin ------------------------------------------------------------------------------

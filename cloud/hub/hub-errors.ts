@@ -16,6 +16,8 @@ export type HubErrorCode =
   | 'ThrottlingException'
   | 'IotHubQuotaExceeded'
   | 'NotFound'
+  | 'DeviceNotOnline'
+  | 'GatewayTimeout'
   | 'ServerError';
 
 const table: Record<HubErrorCode, { status: number; amqp: string }> = {
@@ -31,6 +33,8 @@ const table: Record<HubErrorCode, { status: number; amqp: string }> = {
   DeviceDisabled: { status: 401, amqp: 'amqp:unauthorized-access' },
   ThrottlingException: { status: 429, amqp: 'com.microsoft:device-container-throttled' },
   IotHubQuotaExceeded: { status: 403, amqp: 'com.microsoft:quota-exceeded' },
+  DeviceNotOnline: { status: 404, amqp: 'amqp:not-found' },
+  GatewayTimeout: { status: 504, amqp: 'com.microsoft:timeout' },
   ServerError: { status: 500, amqp: 'amqp:internal-error' },
 };
 

@@ -10,6 +10,7 @@ import { defaultRetention, EventStore, type EventRetention } from './event-store
 import { Meter } from './meter.js';
 import { DeviceRegistry } from './registry.js';
 import { RestFrontend, type RouteModule } from './rest-frontend.js';
+import { methodRoutes } from './rest-methods.js';
 
 export interface LocalHubOptions {
   dataDir: string;
@@ -79,7 +80,7 @@ export class LocalHub {
     const d2c = new D2cIntake(db, events, meter, registry, (err) => log.error({ err }, 'storing device-to-cloud messages failed'), rate, quota, opts.maxD2cBytes ?? D2C_MAX_BYTES);
     const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now });
     // Feature routes beyond the registry and twins, one module each.
-    const routeModules: RouteModule[] = [];
+    const routeModules: RouteModule[] = [methodRoutes((...args) => amqp.invokeMethod(...args))];
     const rest = new RestFrontend({ db, registry, c2d, events, meter, quota, auth, log: log.child({ component: 'hub-rest' }), now }, prepared, routeModules);
     const bind = opts.bindAddress ?? '127.0.0.1';
     let amqpPort: number;
