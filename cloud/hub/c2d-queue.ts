@@ -224,7 +224,7 @@ export class C2dQueue extends EventEmitter {
       };
       prepared(this.db, 'INSERT INTO feedback_records (created_at, record) VALUES (?, ?)').run(this.now(), JSON.stringify(record));
       // Bounded: the oldest uncollected records go first, as IoT Hub's feedback queue expires them.
-      prepared(this.db, 'DELETE FROM feedback_records WHERE seq <= (SELECT MAX(seq) FROM feedback_records) - ?')
+      prepared(this.db, 'DELETE FROM feedback_records WHERE seq NOT IN (SELECT seq FROM feedback_records ORDER BY seq DESC LIMIT ?)')
         .run(this.limits.maxFeedbackRecords);
       added = true;
     })();

@@ -6,6 +6,7 @@ import {
   mergeWithMetadata,
   replaceWithMetadata,
   sectionSize,
+  TAGS_MAX_BYTES,
   TWIN_SECTION_MAX_BYTES,
   validatePatch,
   type JsonObject,
@@ -219,12 +220,14 @@ export class DeviceRegistry {
     })();
   }
 
-  delete(deviceId: string, ifMatch: string): void {
+  /** Deletes after the etag check; `beforeDelete` (e.g. purging the C2D queue) runs in between. */
+  delete(deviceId: string, ifMatch: string, beforeDelete: () => void = () => undefined): void {
     this.statusCache.delete(deviceId);
     this.lastTouched.delete(deviceId);
     this.db.transaction(() => {
       const current = this.require(deviceId);
       checkEtag(ifMatch, etagOf(current.version), `device ${deviceId}`);
+      beforeDelete();
       prepared(this.db, 'DELETE FROM devices WHERE device_id = ?').run(deviceId);
     })();
     this.connected.delete(deviceId);
@@ -276,7 +279,7 @@ export class DeviceRegistry {
       let next = { ...current };
       if (tags) {
         const merged = mergeWithMetadata(current.tags, {}, tags, { lastUpdated: stamp });
-        checkSize(merged.value, 'tags');
+        checkSize(merged.value, 'tags', TAGS_MAX_BYTES);
         next = { ...next, tags: merged.value };
       }
       if (desired && Object.keys(desired).length > 0) {
@@ -304,7 +307,7 @@ export class DeviceRegistry {
       const stamp = new Date(this.now()).toISOString();
       const version = current.desiredVersion + 1;
       const replaced = replaceWithMetadata(desired, { lastUpdated: stamp, version });
-      checkSize(tags, 'tags');
+      checkSize(tags, 'tags', TAGS_MAX_BYTES);
       checkSize(replaced.value, 'properties.desired');
       pushed = { ...replaced.value, $version: version };
       return this.saveTwin({
@@ -417,10 +420,10 @@ function stripVersion(patch: unknown): unknown {
   return rest;
 }
 
-function checkSize(section: JsonObject, name: string): void {
+function checkSize(section: JsonObject, name: string, max = TWIN_SECTION_MAX_BYTES): void {
   const size = sectionSize(section);
-  if (size > TWIN_SECTION_MAX_BYTES) {
-    throw new HubError('ArgumentInvalid', `${name} would be ${size} bytes; IoT Hub allows ${TWIN_SECTION_MAX_BYTES}`);
+  if (size > max) {
+    throw new HubError('ArgumentInvalid', `${name} would be ${size} bytes; IoT Hub allows ${max}`);
   }
 }
 

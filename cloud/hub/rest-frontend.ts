@@ -176,9 +176,8 @@ export class RestFrontend {
     app.delete<IdParams>('/devices/:id', async (req, reply) => {
       this.principal(req, 'RegistryWrite');
       const ifMatch = this.ifMatch(req) ?? '*';
-      registry.require(req.params.id);
-      c2d.purge(req.params.id);
-      registry.delete(req.params.id, ifMatch);
+      // Purged only once the etag matched: a refused delete leaves the queue alone.
+      registry.delete(req.params.id, ifMatch, () => c2d.purge(req.params.id));
       return reply.code(204).send();
     });
 

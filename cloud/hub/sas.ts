@@ -33,16 +33,18 @@ export function parseSasToken(token: string): SasToken {
     throw new SasParseError('token must carry sr, sig and se');
   }
   if (!/^\d+$/.test(seRaw)) throw new SasParseError('token expiry (se) is not a number');
+  const sknRaw = fields.get('skn');
   let resource: string;
   let sig: string;
+  let skn: string | undefined;
   try {
     resource = decodeURIComponent(srRaw);
     sig = decodeURIComponent(sigRaw);
+    skn = sknRaw === undefined ? undefined : decodeURIComponent(sknRaw);
   } catch {
-    throw new SasParseError('token sr or sig is not valid URL encoding');
+    throw new SasParseError('token sr, sig or skn is not valid URL encoding');
   }
-  const sknRaw = fields.get('skn');
-  return { srRaw, resource, sig, se: Number(seRaw), skn: sknRaw === undefined ? undefined : decodeURIComponent(sknRaw) };
+  return { srRaw, resource, sig, se: Number(seRaw), skn };
 }
 
 export function computeSignature(keyBase64: string, srRaw: string, se: number): string {

@@ -4,9 +4,10 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 export type JsonObject = { [key: string]: Json };
 export type Metadata = { [key: string]: Json };
 
-// IoT Hub's twin limits (docs "Understand device twins": tags, desired and reported are
-// each limited to 32 KB, nesting depth 10, keys up to 1 KB without '.', '$' or ' ').
+// IoT Hub's twin limits (docs "Understand device twins": tags 8 KB, desired and reported
+// 32 KB each, nesting depth 10, keys up to 1 KB without '.', '$' or ' ').
 export const TWIN_SECTION_MAX_BYTES = 32 * 1024;
+export const TAGS_MAX_BYTES = 8 * 1024;
 const MAX_DEPTH = 10;
 const MAX_KEY_BYTES = 1024;
 const MAX_STRING_BYTES = 4096;
@@ -18,8 +19,11 @@ export function isObject(v: unknown): v is JsonObject {
 /** Rejects what IoT Hub rejects in a twin patch, naming the offending path. */
 export function validatePatch(patch: unknown, section: string): JsonObject {
   if (!isObject(patch)) throw new HubError('ArgumentInvalid', `${section} patch must be a JSON object`);
+  // depth counts nested objects and arrays below the section: tags.one...ten.property is 10.
   const walk = (value: unknown, path: string, depth: number): void => {
-    if (depth > MAX_DEPTH) throw new HubError('ArgumentInvalid', `${path}: nesting deeper than ${MAX_DEPTH} levels`);
+    if ((Array.isArray(value) || isObject(value)) && depth > MAX_DEPTH) {
+      throw new HubError('ArgumentInvalid', `${path}: nesting deeper than ${MAX_DEPTH} levels`);
+    }
     if (typeof value === 'string') {
       if (Buffer.byteLength(value) > MAX_STRING_BYTES) {
         throw new HubError('ArgumentInvalid', `${path}: string longer than ${MAX_STRING_BYTES} bytes`);
@@ -42,7 +46,7 @@ export function validatePatch(patch: unknown, section: string): JsonObject {
       }
     }
   };
-  walk(patch, section, 1);
+  walk(patch, section, 0);
   return patch;
 }
 
