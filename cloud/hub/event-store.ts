@@ -1,23 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { prepared, type Db } from './db.js';
 
-/** A device-to-cloud message as the hub stored it. */
-export interface StoredEvent {
-  sequenceNumber: number;
-  deviceId: string;
-  enqueuedTimeUtc: string;
-  size: number;
-  messageId: string | null;
-  correlationId: string | null;
-  contentType: string | null;
-  contentEncoding: string | null;
-  properties: Record<string, unknown>;
-  annotations: Record<string, unknown>;
-  /** Body as UTF-8 when it is valid UTF-8, else base64 (see bodyEncoding). */
-  body: string;
-  bodyEncoding: 'utf8' | 'base64';
-}
-
+/** The AMQP properties of a device-to-cloud message, as stored. */
 export interface EventMeta {
   messageId: string | null;
   correlationId: string | null;
@@ -25,6 +9,17 @@ export interface EventMeta {
   contentEncoding: string | null;
   properties: Record<string, unknown>;
   annotations: Record<string, unknown>;
+}
+
+/** A device-to-cloud message as the hub stored it. */
+export interface StoredEvent extends EventMeta {
+  sequenceNumber: number;
+  deviceId: string;
+  enqueuedTimeUtc: string;
+  size: number;
+  /** Body as UTF-8 when it is valid UTF-8, else base64 (see bodyEncoding). */
+  body: string;
+  bodyEncoding: 'utf8' | 'base64';
 }
 
 export interface EventRetention {
