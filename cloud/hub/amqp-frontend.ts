@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log.js';
 import { canActAsDevice, requireRight, type Authenticator, type Principal } from './access.js';
 import { asString, bodyBytes, dataSection, idToString, messageSize, plainMap } from './amqp-message.js';
 import { C2dQueue, parseAck, type C2dMessage, type C2dProperties } from './c2d-queue.js';
+import type { ConnectionLog, ConnectionOperation, DisconnectReason } from './connection-log.js';
 import { HubError } from './hub-errors.js';
 import type { D2cIntake } from './d2c-intake.js';
 import type { Meter } from './meter.js';
@@ -24,6 +25,8 @@ export interface AmqpFrontendDeps {
   auth: Authenticator;
   log: Logger;
   now: () => number;
+  /** Gets a Connections resource-log record for every device connect and disconnect. */
+  connectionLog?: ConnectionLog;
 }
 
 /** What a link on a connection is for, decided once when it attaches. */
@@ -47,6 +50,8 @@ interface ConnState {
   /** Devices whose desired-property notifications this connection subscribed to. */
   readonly desiredSubscribers: Set<string>;
   closed: boolean;
+  /** Read at open: a socket that has gone no longer reports its peer. */
+  readonly remoteAddress: string | undefined;
 }
 
 const DEVICE_LINK = /^\/devices\/([^/]+)\/(messages\/events|messages\/devicebound|twin|methods\/devicebound)\/?$/;
@@ -94,7 +99,7 @@ export class AmqpFrontend {
     c.on('modified', (ctx: EventContext) => this.onOutcome(ctx, 'released'));
     c.on('sender_close', (ctx: EventContext) => this.onLinkGone(ctx.connection, ctx.sender));
     c.on('receiver_close', (ctx: EventContext) => this.onLinkGone(ctx.connection, ctx.receiver));
-    c.on('connection_close', (ctx: EventContext) => this.onConnectionGone(ctx.connection));
+    c.on('connection_close', (ctx: EventContext) => this.onConnectionGone(ctx.connection, 'closed'));
     c.on('disconnected', (ctx: EventContext) => this.onConnectionGone(ctx.connection));
     c.on('error', (err: unknown) => this.deps.log.warn({ err }, 'amqp container error'));
 
@@ -155,6 +160,7 @@ export class AmqpFrontend {
         if (principal.expiresAt > now) continue;
         st.devices.delete(deviceId);
         this.deps.registry.markConnected(deviceId, false);
+        this.logConnection(st, 'deviceDisconnect', deviceId, principal, { reason: 'tokenExpired' });
         gone.add(deviceId);
       }
       const serviceGone = st.service !== undefined && st.service.expiresAt <= now;
@@ -185,18 +191,32 @@ export class AmqpFrontend {
     return this.conns.get(conn);
   }
 
+  private logConnection(st: ConnState, operation: ConnectionOperation, deviceId: string, principal: Principal, more: { sdkVersion?: string | undefined; reason?: DisconnectReason }): void {
+    this.deps.connectionLog?.record(operation, {
+      deviceId,
+      protocol: 'Amqp',
+      remoteAddress: st.remoteAddress,
+      authScope: principal.kind === 'device' ? 'device' : 'hub',
+      ...more,
+    });
+  }
+
   private onConnectionOpen(ctx: EventContext): void {
-    const st: ConnState = { id: randomUUID().slice(0, 8), devices: new Map(), service: undefined, roles: new Map(), desiredSubscribers: new Set(), closed: false };
+    const remoteAddress = (ctx.connection as unknown as { socket?: { remoteAddress?: string } }).socket?.remoteAddress;
+    const st: ConnState = { id: randomUUID().slice(0, 8), devices: new Map(), service: undefined, roles: new Map(), desiredSubscribers: new Set(), closed: false, remoteAddress };
     this.conns.set(ctx.connection, st);
     this.deps.log.debug({ connection: st.id }, 'amqp connection opened');
   }
 
-  private onConnectionGone(conn: Connection): void {
+  private onConnectionGone(conn: Connection, reason: DisconnectReason = 'dropped'): void {
     const st = this.conns.get(conn);
     if (!st || st.closed) return;
     st.closed = true;
     for (const link of [...st.roles.keys()]) this.onLinkGone(conn, link);
-    for (const deviceId of st.devices.keys()) this.deps.registry.markConnected(deviceId, false);
+    for (const [deviceId, principal] of st.devices) {
+      this.deps.registry.markConnected(deviceId, false);
+      this.logConnection(st, 'deviceDisconnect', deviceId, principal, { reason });
+    }
     this.conns.delete(conn);
     this.deps.log.debug({ connection: st.id }, 'amqp connection closed');
   }
@@ -383,7 +403,12 @@ export class AmqpFrontend {
       if (!canActAsDevice(principal, deviceId)) {
         return reply(401, `policy "${principal.kind === 'policy' ? principal.keyName : ''}" lacks the DeviceConnect permission for device "${deviceId}"`);
       }
-      if (!st.devices.has(deviceId)) this.deps.registry.markConnected(deviceId, true);
+      if (!st.devices.has(deviceId)) {
+        this.deps.registry.markConnected(deviceId, true);
+        // The SDK names itself in the properties of the links it attaches, $cbs among them.
+        const version = (delivery.link.properties as Record<string, unknown> | undefined)?.['com.microsoft:client-version'];
+        this.logConnection(st, 'deviceConnect', deviceId, principal, { sdkVersion: asString(version) });
+      }
       st.devices.set(deviceId, principal);
     } else {
       st.service = principal;

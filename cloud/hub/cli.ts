@@ -1,4 +1,5 @@
 import { request } from 'node:https';
+import { isIPv4 } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { FieldlinkError } from '../../common/errors.js';
@@ -6,6 +7,8 @@ import { createLogger } from '../../common/log.js';
 import { DEFAULT_DATA_DIR, hubFilePath, readHubFile } from './data-dir.js';
 import { openHubAccess, type HubAccess } from './hub-access.js';
 import type { StoredEvent } from './event-store.js';
+import { parseSince, PUBLIC_IP_TAG, type ConnectionLogProperties, type ConnectionLogRecord } from './connection-log.js';
+import { HubError } from './hub-errors.js';
 import { LocalHub } from './local-hub.js';
 import type { MeterSnapshot } from './meter.js';
 import { mintSasToken } from './sas.js';
@@ -20,6 +23,29 @@ function positive(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new FieldlinkError('CONFIG_INVALID', { message: `expected a whole number, not "${value}"` });
   return n;
+}
+
+function publicIp(value: string): string {
+  if (!isIPv4(value)) throw new FieldlinkError('CONFIG_INVALID', { message: `--public-ip must be a dotted IPv4 address (203.0.113.7), not "${value}"` });
+  return value;
+}
+
+/** A --since bound: what the hub accepts (ms, ISO 8601 with a zone), or a look-back like 30m, 2h, 7d. */
+function since(value: string): number {
+  const back = /^(\d+)([smhd])$/.exec(value.trim());
+  if (back) return Date.now() - Number(back[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[back[2] as 's' | 'm' | 'h' | 'd'];
+  try {
+    return parseSince(value);
+  } catch (err) {
+    if (err instanceof HubError) throw new FieldlinkError('CONFIG_INVALID', { message: `--since: ${err.message}, or a look-back such as 30m, 2h, 7d` });
+    throw err;
+  }
+}
+
+export function formatConnectionRecord(r: ConnectionLogRecord): string {
+  const p = JSON.parse(r.properties) as ConnectionLogProperties;
+  const result = r.resultType === undefined ? '' : `  ${r.resultType} ${r.resultDescription ?? ''}`;
+  return `${r.time}  ${r.operationName.padEnd(16)}  ${p.deviceId}  ${p.protocol}  ${p.maskedIpAddress ?? '-'}${result}`;
 }
 
 async function withAccess<T>(dataDir: string, fn: (a: HubAccess) => Promise<T>): Promise<T> {
@@ -162,8 +188,13 @@ export function registerHubCommands(program: Command): void {
   device
     .command('create <id>')
     .description('register a device and print its connection string')
-    .action(async (id: string, _opts: object, cmd: Command) => {
-      const cs = await withAccess(dataDir(cmd), (a) => a.createDevice(id));
+    .option('--public-ip <address>', `IPv4 the connection log shows for this device instead of its socket's (twin tag ${PUBLIC_IP_TAG})`, publicIp)
+    .action(async (id: string, opts: { publicIp?: string }, cmd: Command) => {
+      const cs = await withAccess(dataDir(cmd), async (a) => {
+        const created = await a.createDevice(id);
+        if (opts.publicIp !== undefined) await a.setPublicIp(id, opts.publicIp);
+        return created;
+      });
       process.stdout.write(`${cs}\n`);
     });
   device
@@ -233,5 +264,28 @@ export function registerHubCommands(program: Command): void {
     .action(async (opts: { json?: boolean }, cmd: Command) => {
       const m = await withAccess(dataDir(cmd), (a) => a.meter());
       process.stdout.write(`${opts.json ? JSON.stringify(m, null, 2) : formatMeter(m)}\n`);
+    });
+
+  hub
+    .command('logs')
+    .description("the hub's resource logs, as Azure Monitor records them")
+    .command('connections')
+    .description('print device connect and disconnect records (the Connections category), oldest first')
+    .option('--since <time>', 'from this time: ISO 8601 with a zone, ms since 1970, or a look-back such as 30m, 2h, 7d', since)
+    .option('--json', 'print {"records":[...]} as an Azure Monitor log blob holds them')
+    .action(async (opts: { since?: number; json?: boolean }, cmd: Command) => {
+      const records = await withAccess(dataDir(cmd), async (a) => {
+        const all: ConnectionLogRecord[] = [];
+        let afterSeq: number | undefined;
+        do {
+          const page = await a.connectionLog({ sinceMs: opts.since ?? 0, limit: 1000, ...(afterSeq === undefined ? {} : { afterSeq }) });
+          all.push(...page.records);
+          afterSeq = page.continuation;
+        } while (afterSeq !== undefined);
+        return all;
+      });
+      if (opts.json) process.stdout.write(`${JSON.stringify({ records }, null, 2)}\n`);
+      else if (records.length === 0) process.stdout.write('no connection records\n');
+      else for (const r of records) process.stdout.write(`${formatConnectionRecord(r)}\n`);
     });
 }

@@ -62,6 +62,13 @@ const migrations: readonly string[] = [
      value INTEGER NOT NULL,
      PRIMARY KEY (device_id, metric)
    ) WITHOUT ROWID;`,
+  // Connections resource log (connection-log.ts): the Azure Monitor record as stored JSON.
+  `CREATE TABLE connection_log (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     time INTEGER NOT NULL,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX connection_log_by_time ON connection_log(time);`,
 ];
 
 export function openDb(file: string, opts: { readonly?: boolean } = {}): Db {

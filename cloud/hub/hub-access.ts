@@ -1,6 +1,8 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { request } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { FieldlinkError } from '../../common/errors.js';
+import { publicIpTagPatch, readConnectionLog, type ConnectionLogPage, type ConnectionLogQuery } from './connection-log.js';
 import { openDb, prepared, type Db } from './db.js';
 import { deviceConnectionString, hubFilePath, readHubFile, type HubFile } from './data-dir.js';
 import { readEvents, type StoredEvent } from './event-store.js';
@@ -29,12 +31,16 @@ export interface HubAccess {
   deleteDevice(deviceId: string): Promise<void>;
   meter(): Promise<MeterSnapshot>;
   events(q: { deviceId?: string; fromSequence?: number; limit: number }): Promise<StoredEvent[]>;
+  /** Sets (null: removes) the address the connection log shows for the device (tags.fieldlink.publicIp). */
+  setPublicIp(deviceId: string, ip: string | null): Promise<void>;
+  connectionLog(q: ConnectionLogQuery): Promise<ConnectionLogPage>;
   close(): void;
 }
 
 interface Reply {
   status: number;
   body: string;
+  headers: IncomingHttpHeaders;
 }
 
 function translate(deviceId: string, reply: Reply, what: string): FieldlinkError {
@@ -84,7 +90,7 @@ class RunningHub implements HubAccess {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
           res.on('error', reject);
         },
       );
@@ -138,6 +144,20 @@ class RunningHub implements HubAccess {
     return JSON.parse(r.body) as StoredEvent[];
   }
 
+  async setPublicIp(deviceId: string, ip: string | null): Promise<void> {
+    const r = await this.call('PATCH', `/twins/${encodeURIComponent(deviceId)}`, 'registryReadWrite', { tags: publicIpTagPatch(ip) }, { 'if-match': '*' });
+    if (r.status !== 200) throw translate(deviceId, r, 'set public ip');
+  }
+
+  async connectionLog(q: ConnectionLogQuery): Promise<ConnectionLogPage> {
+    const params = new URLSearchParams({ since: String(q.sinceMs), limit: String(q.limit) });
+    const headers: Record<string, string> = q.afterSeq === undefined ? {} : { 'x-ms-continuation': String(q.afterSeq) };
+    const r = await this.call('GET', `/_local/logs/connections?${params.toString()}`, 'service', undefined, headers);
+    if (r.status !== 200) throw translate('', r, 'read connection log');
+    const next = r.headers['x-ms-continuation'];
+    return { records: (JSON.parse(r.body) as Pick<ConnectionLogPage, 'records'>).records, ...(typeof next === 'string' && next !== '' ? { continuation: Number(next) } : {}) };
+  }
+
   close(): void {}
 }
 
@@ -189,6 +209,14 @@ class OfflineHub implements HubAccess {
 
   async events(q: { deviceId?: string; fromSequence?: number; limit: number }): Promise<StoredEvent[]> {
     return readEvents(this.db, q);
+  }
+
+  async setPublicIp(deviceId: string, ip: string | null): Promise<void> {
+    this.wrap(deviceId, () => this.registry.patchTwin(deviceId, { tags: publicIpTagPatch(ip) }, '*'));
+  }
+
+  async connectionLog(q: ConnectionLogQuery): Promise<ConnectionLogPage> {
+    return readConnectionLog(this.db, q);
   }
 
   close(): void {

@@ -2,6 +2,7 @@ import { createLogger, type Logger } from '../../common/log.js';
 import { Authenticator } from './access.js';
 import { AmqpFrontend } from './amqp-frontend.js';
 import { C2dQueue, defaultC2dLimits, type C2dLimits } from './c2d-queue.js';
+import { ConnectionLog } from './connection-log.js';
 import { D2cIntake, D2C_MAX_BYTES } from './d2c-intake.js';
 import { D2cRateLimiter, DailyQuota } from './d2c-limits.js';
 import { deviceConnectionString, prepareDataDir, recordPorts, type HubFile } from './data-dir.js';
@@ -10,6 +11,7 @@ import { defaultRetention, EventStore, type EventRetention } from './event-store
 import { Meter } from './meter.js';
 import { DeviceRegistry } from './registry.js';
 import { RestFrontend, type RouteModule } from './rest-frontend.js';
+import { connectionLogRoutes } from './rest-connection-log.js';
 import { methodRoutes } from './rest-methods.js';
 
 export interface LocalHubOptions {
@@ -78,9 +80,10 @@ export class LocalHub {
     const rate = new D2cRateLimiter({ perHubPerSecond: opts.d2cPerSecond, perDevicePerSecond: opts.d2cPerDevicePerSecond }, now);
     const quota = new DailyQuota(opts.dailyQuotaUnits, now, (day) => meter.get('', `quota.units.${day}`));
     const d2c = new D2cIntake(db, events, meter, registry, (err) => log.error({ err }, 'storing device-to-cloud messages failed'), rate, quota, opts.maxD2cBytes ?? D2C_MAX_BYTES);
-    const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now });
+    const connectionLog = new ConnectionLog(db, now, { hostName: prepared.hub.hostName, registry, log: log.child({ component: 'hub-connection-log' }) });
+    const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now, connectionLog });
     // Feature routes beyond the registry and twins, one module each.
-    const routeModules: RouteModule[] = [methodRoutes((...args) => amqp.invokeMethod(...args))];
+    const routeModules: RouteModule[] = [methodRoutes((...args) => amqp.invokeMethod(...args)), connectionLogRoutes(connectionLog)];
     const rest = new RestFrontend({ db, registry, c2d, events, meter, quota, auth, log: log.child({ component: 'hub-rest' }), now }, prepared, routeModules);
     const bind = opts.bindAddress ?? '127.0.0.1';
     let amqpPort: number;
@@ -99,6 +102,7 @@ export class LocalHub {
     instance.timers.push(
       setInterval(() => instance.sweep(), opts.sweepIntervalMs ?? 1000),
       setInterval(() => events.prune(), 60_000),
+      setInterval(() => connectionLog.prune(), 60_000),
     );
     for (const t of instance.timers) t.unref();
     log.info({ hostName: hub.hostName, amqpPort, httpsPort, dataDir: opts.dataDir, devices: registry.count() }, 'local IoT Hub listening');
