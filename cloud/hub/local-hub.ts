@@ -13,6 +13,7 @@ import { DeviceRegistry } from './registry.js';
 import { RestFrontend, type RouteModule } from './rest-frontend.js';
 import { connectionLogRoutes } from './rest-connection-log.js';
 import { methodRoutes } from './rest-methods.js';
+import { queryRoutes } from './rest-query.js';
 
 export interface LocalHubOptions {
   dataDir: string;
@@ -83,7 +84,7 @@ export class LocalHub {
     const connectionLog = new ConnectionLog(db, now, { hostName: prepared.hub.hostName, registry, log: log.child({ component: 'hub-connection-log' }) });
     const amqp = new AmqpFrontend({ registry, c2d, d2c, meter, auth, log: log.child({ component: 'hub-amqp' }), now, connectionLog });
     // Feature routes beyond the registry and twins, one module each.
-    const routeModules: RouteModule[] = [methodRoutes((...args) => amqp.invokeMethod(...args)), connectionLogRoutes(connectionLog)];
+    const routeModules: RouteModule[] = [methodRoutes((...args) => amqp.invokeMethod(...args)), connectionLogRoutes(connectionLog), queryRoutes()];
     const rest = new RestFrontend({ db, registry, c2d, events, meter, quota, auth, log: log.child({ component: 'hub-rest' }), now }, prepared, routeModules);
     const bind = opts.bindAddress ?? '127.0.0.1';
     let amqpPort: number;
