@@ -306,35 +306,33 @@ export class AmqpFrontend {
   }
 
   private onReceiverOpen(ctx: EventContext): void {
-    const receiver = ctx.receiver as Receiver;
-    const st = this.state(ctx.connection);
-    const address = receiver.target?.address ?? '';
-    if (!st) return;
-    try {
-      const role = this.linkRole(address, true, st);
-      st.roles.set(receiver, role);
-      this.echoTerminus(receiver, address);
-    } catch (err) {
-      if (err instanceof HubError) this.refuseLink(receiver, err);
-      else throw err;
-    }
+    this.onLinkOpen(ctx, ctx.receiver as Receiver, true);
   }
 
   private onSenderOpen(ctx: EventContext): void {
     const sender = ctx.sender as Sender;
+    const role = this.onLinkOpen(ctx, sender, false);
+    if (role?.kind === 'c2d') queueMicrotask(() => this.pumpC2d(role.deviceId));
+    if (role?.kind === 'feedback') queueMicrotask(() => this.pumpFeedback(sender));
+    if (role?.kind === 'methods-in') for (const wake of this.methodLinkWaiters.get(role.deviceId) ?? []) wake();
+  }
+
+  /** Decides what an attaching link is for and echoes its terminus, or refuses it. */
+  private onLinkOpen(ctx: EventContext, link: Sender | Receiver, receiving: boolean): LinkRole | undefined {
     const st = this.state(ctx.connection);
-    const address = sender.source?.address ?? '';
-    if (!st) return;
+    const address = (receiving ? link.target?.address : link.source?.address) ?? '';
+    if (!st) return undefined;
     try {
-      const role = this.linkRole(address, false, st);
-      st.roles.set(sender, role);
-      this.echoTerminus(sender, address);
-      if (role.kind === 'c2d') queueMicrotask(() => this.pumpC2d(role.deviceId));
-      if (role.kind === 'feedback') queueMicrotask(() => this.pumpFeedback(sender));
-      if (role.kind === 'methods-in') for (const wake of this.methodLinkWaiters.get(role.deviceId) ?? []) wake();
+      const role = this.linkRole(address, receiving, st);
+      st.roles.set(link, role);
+      this.echoTerminus(link, address);
+      return role;
     } catch (err) {
-      if (err instanceof HubError) this.refuseLink(sender, err);
-      else throw err;
+      if (err instanceof HubError) {
+        this.refuseLink(link, err);
+        return undefined;
+      }
+      throw err;
     }
   }
 

@@ -21,3 +21,20 @@ export async function eventually<T>(ms: number, what: string, check: () => T | u
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** An SDK error as the SDKs throw them: HTTP failures carry the response. */
+export type SdkError = Error & { response?: { statusCode?: number } };
+
+/** The error `promise` fails with within `ms`; fails the test if it succeeds instead. */
+export async function failure(promise: Promise<unknown>, what = 'request', ms = 5000): Promise<SdkError> {
+  return within(ms, what, promise).then(
+    () => {
+      throw new Error(`${what}: expected it to fail, it succeeded`);
+    },
+    (e: unknown) => e as SdkError,
+  );
+}
+
+export function statusOf(e: unknown): number | undefined {
+  return (e as SdkError).response?.statusCode;
+}

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { request } from 'node:https';
 import { registryFor, startTestHub, type TestHub } from '../../helpers/hub.js';
-import { within } from '../../helpers/deadline.js';
+import { failure, statusOf, within } from '../../helpers/deadline.js';
 import { mintSasToken } from '../../../cloud/hub/sas.js';
 
 type Registry = ReturnType<typeof registryFor>;
@@ -9,19 +9,6 @@ type Query = ReturnType<Registry['createQuery']>;
 type TwinJson = { deviceId: string };
 
 const MAX_PAGES = 50;
-
-function statusOf(e: unknown): number | undefined {
-  return (e as { response?: { statusCode?: number } }).response?.statusCode;
-}
-
-async function failure(p: Promise<unknown>): Promise<Error & { response?: { statusCode?: number } }> {
-  return within(5000, 'query', p).then(
-    () => {
-      throw new Error('expected the query to fail');
-    },
-    (e: unknown) => e as Error,
-  );
-}
 
 function ids(result: unknown): string[] {
   return (result as TwinJson[]).map((twin) => twin.deviceId);

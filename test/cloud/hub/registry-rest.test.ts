@@ -1,21 +1,8 @@
 import t from 'tap';
 import { request } from 'node:https';
 import { registryFor, startTestHub, type TestHub } from '../../helpers/hub.js';
-import { within } from '../../helpers/deadline.js';
+import { failure, statusOf, within } from '../../helpers/deadline.js';
 import { mintSasToken } from '../../../cloud/hub/sas.js';
-
-function statusOf(e: unknown): number | undefined {
-  return (e as { response?: { statusCode?: number } }).response?.statusCode;
-}
-
-async function failure(p: Promise<unknown>): Promise<Error & { response?: { statusCode?: number } }> {
-  return within(5000, 'request', p).then(
-    () => {
-      throw new Error('expected the request to fail');
-    },
-    (e: unknown) => e as Error,
-  );
-}
 
 /** A raw HTTPS call, for what the SDK never sends (bad JSON, missing api-version, no token). */
 function raw(th: TestHub, method: string, path: string, body?: string, token?: string): Promise<{ status: number; json: Record<string, unknown> }> {
