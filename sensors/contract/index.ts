@@ -1,0 +1,1 @@
+export type { Reading, ReadingFlags, ReadingKind, Sample, SensorSource } from './reading.js';
