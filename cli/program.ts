@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerHubCommands } from '../cloud/hub/cli.js';
+import { registerEmulateCommands } from '../sensors/serial-thermostat/cli.js';
 import { registerDemoCommand } from './demo.js';
 
 /**
@@ -9,7 +10,7 @@ import { registerDemoCommand } from './demo.js';
  */
 export type CommandRegistrar = (program: Command) => void;
 
-export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands, registerDemoCommand];
+export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands, registerEmulateCommands, registerDemoCommand];
 
 function packageVersion(): string {
   // Read at runtime rather than imported: dist/cli/program.js sits two levels below the root,

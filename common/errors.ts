@@ -16,6 +16,15 @@ export const errorCodes = {
   DEVICE_ALREADY_EXISTS: { retryable: false, summary: 'device is already registered' },
   TIMEOUT: { retryable: true, summary: 'operation timed out' },
   CONNECTION_STRING_INVALID: { retryable: false, summary: 'connection string is malformed' },
+  TELEMETRY_INVALID: { retryable: false, summary: 'telemetry message is not in the fieldlink.readings format' },
+  READING_TOO_LARGE: { retryable: false, summary: 'a reading alone is over the IoT Hub message size cap' },
+  COMMAND_INVALID: { retryable: false, summary: 'cloud-to-device command is not valid' },
+  POWER_TRANSITION_INVALID: { retryable: false, summary: 'power state machine received an event its current state does not accept' },
+  OUTBOX_CLOSED: { retryable: false, summary: 'outbox is closed' },
+  OUTBOX_STORE_FAILED: { retryable: true, summary: 'outbox file could not be read or written' },
+  SENSOR_UNAVAILABLE: { retryable: true, summary: 'sensor is not connected' },
+  SENSOR_COMMAND_REJECTED: { retryable: false, summary: 'sensor rejected the command' },
+  EMULATOR_FAILED: { retryable: false, summary: 'sensor emulator could not start' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;
