@@ -1,0 +1,290 @@
+/**
+ * The outbox's SQLite engine: synchronous, one connection, one writer. It runs inside the
+ * outbox worker thread (sqlite-outbox-worker.ts) so that fsyncs never block the event loop;
+ * the benchmark also drives it directly. docs/outbox.md explains the guarantees.
+ */
+import Database from 'better-sqlite3';
+import type { Reading, Sample } from '../../../sensors/contract/reading.js';
+import type { OutboxCounters, OutboxRow } from '../ports/outbox.js';
+import type { StoreOptions, StoreStats } from './sqlite-outbox-protocol.js';
+
+const SCHEMA_VERSION = 1;
+/** Rows fetched per step while evicting or expiring (bounded memory, few round trips). */
+const SCAN_CHUNK = 256;
+
+type MutableCounters = { -readonly [K in keyof OutboxCounters]: OutboxCounters[K] };
+const COUNTER_NAMES = ['appended', 'sent', 'evicted', 'evictedAlarms', 'expired'] as const;
+
+interface ScanRow {
+  id: number;
+  size: number;
+  alarm: number;
+  enq_ms: number;
+}
+
+function prepareStatements(db: Database.Database) {
+  return {
+    insert: db.prepare('INSERT INTO readings (alarm, size, enq_ms, body) VALUES (?, ?, ?, ?)'),
+    setSeq: db.prepare('INSERT INTO source_seq (source, seq) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET seq = excluded.seq'),
+    bump: db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value'),
+    setElapsed: db.prepare("INSERT INTO meta (key, value) VALUES ('elapsed_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+    deleteById: db.prepare('DELETE FROM readings WHERE id = ? RETURNING size, alarm'),
+    oldestOfClass: db.prepare('SELECT id, size, alarm, enq_ms FROM readings WHERE alarm = ? AND id > ? ORDER BY alarm, id LIMIT ?'),
+    oldest: db.prepare('SELECT id, size, alarm, enq_ms FROM readings WHERE id > ? ORDER BY id LIMIT ?'),
+    peek: db.prepare('SELECT id, size, body FROM readings ORDER BY id LIMIT ?'),
+    oldestEnq: db.prepare('SELECT enq_ms FROM readings ORDER BY id LIMIT 1'),
+    freelist: db.prepare('PRAGMA freelist_count'),
+  };
+}
+
+export class SqliteOutboxStore {
+  readonly #db: Database.Database;
+  readonly #opts: StoreOptions;
+  readonly #seqs = new Map<string, number>();
+  #counters: MutableCounters = { appended: 0, sent: 0, evicted: 0, evictedAlarms: 0, expired: 0 };
+  #depth = 0;
+  #bytes = 0;
+  #commits = 0;
+  /** Outbox-clock value persisted by the previous run, and the caller's monotonic time at open. */
+  readonly #elapsedAtOpen: number;
+  readonly #monoAtOpen: number;
+  readonly #stmt: ReturnType<typeof prepareStatements>;
+
+  constructor(opts: StoreOptions, monoMs: number) {
+    this.#opts = opts;
+    const db = new Database(opts.path);
+    this.#db = db;
+    try {
+      const hasTables = (db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'").get() as { n: number }).n > 0;
+      // auto_vacuum only takes effect before the first table exists (or through a full VACUUM).
+      if (!hasTables) db.pragma('auto_vacuum = INCREMENTAL');
+      else if (db.pragma('auto_vacuum', { simple: true }) !== 2) {
+        db.pragma('auto_vacuum = INCREMENTAL');
+        db.exec('VACUUM');
+      }
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous}`);
+      db.pragma(`journal_size_limit = ${Math.floor(opts.journalSizeLimitBytes)}`);
+      db.pragma(`wal_autocheckpoint = ${Math.floor(opts.walAutocheckpointPages)}`);
+      db.exec(`
+        CREATE TABLE IF NOT EXISTS readings (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          alarm INTEGER NOT NULL,
+          size INTEGER NOT NULL,
+          enq_ms INTEGER NOT NULL,
+          body TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS readings_alarm_id ON readings (alarm, id);
+        CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS source_seq (source TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+      `);
+      const version = db.pragma('user_version', { simple: true }) as number;
+      if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      else if (version !== SCHEMA_VERSION) throw new Error(`outbox schema version ${version}, expected ${SCHEMA_VERSION}`);
+      this.#stmt = prepareStatements(db);
+      const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM readings').get() as { n: number; b: number };
+      this.#depth = totals.n;
+      this.#bytes = totals.b;
+      for (const r of db.prepare('SELECT source, seq FROM source_seq').all() as { source: string; seq: number }[]) this.#seqs.set(r.source, r.seq);
+      for (const r of db.prepare('SELECT name, value FROM counters').all() as { name: string; value: number }[]) {
+        if ((COUNTER_NAMES as readonly string[]).includes(r.name)) this.#counters[r.name as keyof MutableCounters] = r.value;
+      }
+      const elapsed = db.prepare("SELECT value FROM meta WHERE key = 'elapsed_ms'").get() as { value: number } | undefined;
+      this.#elapsedAtOpen = elapsed?.value ?? 0;
+      this.#monoAtOpen = monoMs;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /**
+   * The outbox clock: monotonic milliseconds the outbox has been open, summed over every run of
+   * the process. Wall-clock jumps cannot move it; time with the gateway off does not count.
+   */
+  #now(monoMs: number): number {
+    return Math.floor(this.#elapsedAtOpen + Math.max(0, monoMs - this.#monoAtOpen));
+  }
+
+  /**
+   * Bytes the rows may occupy after this append: the configured bound, tightened so the file
+   * grows by at most the free space above the watermark (and shrinks when below it).
+   */
+  #budget(freeBytes: number | undefined): number {
+    if (freeBytes === undefined) return this.#opts.maxBytes;
+    return Math.min(this.#opts.maxBytes, this.#bytes + freeBytes - this.#opts.minFreeBytes);
+  }
+
+  /** One group commit: assigns seq, inserts, evicts to the bounds, expires; all in one transaction. */
+  append(samples: readonly Sample[], monoMs: number, freeBytes: number | undefined): Reading[] {
+    const now = this.#now(monoMs);
+    const budget = this.#budget(freeBytes);
+    const touched = new Map<string, number>();
+    const out: Reading[] = [];
+    let removed = 0;
+    this.#transact(() => {
+      for (const sample of samples) {
+        const seq = (touched.get(sample.source) ?? this.#seqs.get(sample.source) ?? 0) + 1;
+        touched.set(sample.source, seq);
+        const reading: Reading = { ...sample, seq };
+        const body = JSON.stringify(reading);
+        const size = Buffer.byteLength(body);
+        this.#stmt.insert.run(reading.flags.alarm === true ? 1 : 0, size, now, body);
+        this.#depth += 1;
+        this.#bytes += size;
+        out.push(reading);
+      }
+      for (const [source, seq] of touched) this.#stmt.setSeq.run(source, seq);
+      this.#bump('appended', samples.length);
+      this.#stmt.setElapsed.run(now);
+      removed += this.#expire(now);
+      removed += this.#evictTo(budget);
+    });
+    for (const [source, seq] of touched) this.#seqs.set(source, seq);
+    this.#commits += 1;
+    if (removed > 0) this.#reclaim();
+    return out;
+  }
+
+  peek(limit: number, maxBytes: number | undefined, monoMs: number): OutboxRow[] {
+    const now = this.#now(monoMs);
+    let removed = 0;
+    this.#transact(() => {
+      removed = this.#expire(now);
+      if (removed > 0) this.#stmt.setElapsed.run(now);
+    });
+    if (removed > 0) this.#reclaim();
+    const rows: OutboxRow[] = [];
+    if (limit <= 0) return rows;
+    let bytes = 0;
+    for (const r of this.#stmt.peek.all(Math.floor(limit)) as { id: number; size: number; body: string }[]) {
+      if (maxBytes !== undefined && rows.length > 0 && bytes + r.size > maxBytes) break;
+      bytes += r.size;
+      rows.push({ id: r.id, reading: JSON.parse(r.body) as Reading });
+    }
+    return rows;
+  }
+
+  ack(ids: readonly number[], monoMs: number): number {
+    const now = this.#now(monoMs);
+    let deleted = 0;
+    this.#transact(() => {
+      for (const id of ids) {
+        const row = this.#stmt.deleteById.get(id) as { size: number } | undefined;
+        if (row === undefined) continue;
+        deleted += 1;
+        this.#depth -= 1;
+        this.#bytes -= row.size;
+      }
+      this.#bump('sent', deleted);
+      this.#stmt.setElapsed.run(now);
+    });
+    if (deleted > 0) this.#reclaim();
+    return deleted;
+  }
+
+  stats(monoMs: number): StoreStats {
+    const oldest = this.#stmt.oldestEnq.get() as { enq_ms: number } | undefined;
+    return {
+      depth: this.#depth,
+      bytes: this.#bytes,
+      oldestAgeMs: oldest === undefined ? undefined : Math.max(0, this.#now(monoMs) - oldest.enq_ms),
+      commits: this.#commits,
+      counters: { ...this.#counters },
+    };
+  }
+
+  close(monoMs: number): void {
+    if (!this.#db.open) return;
+    try {
+      this.#stmt.setElapsed.run(this.#now(monoMs));
+      this.#reclaim(true);
+    } finally {
+      this.#db.close();
+    }
+  }
+
+  /** Runs `fn` in one transaction; on failure the in-memory totals are restored with the rows. */
+  #transact(fn: () => void): void {
+    const saved = { depth: this.#depth, bytes: this.#bytes, counters: { ...this.#counters } };
+    try {
+      this.#db.transaction(fn).immediate();
+    } catch (e) {
+      this.#depth = saved.depth;
+      this.#bytes = saved.bytes;
+      this.#counters = saved.counters;
+      throw e;
+    }
+  }
+
+  #bump(name: keyof MutableCounters, by: number): void {
+    if (by === 0) return;
+    this.#stmt.bump.run(name, by);
+    this.#counters[name] += by;
+  }
+
+  #delete(row: ScanRow): void {
+    this.#stmt.deleteById.run(row.id);
+    this.#depth -= 1;
+    this.#bytes -= row.size;
+  }
+
+  /** Rows are inserted in outbox-clock order, so expired rows are a prefix of the id order. */
+  #expire(now: number): number {
+    if (!Number.isFinite(this.#opts.ttlMs)) return 0;
+    const cutoff = now - this.#opts.ttlMs;
+    // The common case, nothing expired, costs one index lookup.
+    const oldest = this.#stmt.oldestEnq.get() as { enq_ms: number } | undefined;
+    if (oldest === undefined || oldest.enq_ms >= cutoff) return 0;
+    let expired = 0;
+    let after = 0;
+    for (;;) {
+      const rows = this.#stmt.oldest.all(after, SCAN_CHUNK) as ScanRow[];
+      let done = rows.length < SCAN_CHUNK;
+      for (const row of rows) {
+        if (row.enq_ms >= cutoff) {
+          done = true;
+          break;
+        }
+        this.#delete(row);
+        expired += 1;
+        after = row.id;
+      }
+      if (done) break;
+    }
+    this.#bump('expired', expired);
+    return expired;
+  }
+
+  /** Oldest non-alarm rows first, then the oldest alarms, until the rows fit in `budget`. */
+  #evictTo(budget: number): number {
+    let evicted = 0;
+    for (const alarm of [0, 1]) {
+      let after = 0;
+      while (this.#bytes > budget) {
+        const rows = this.#stmt.oldestOfClass.all(alarm, after, SCAN_CHUNK) as ScanRow[];
+        if (rows.length === 0) break;
+        for (const row of rows) {
+          if (this.#bytes <= budget) break;
+          this.#delete(row);
+          evicted += 1;
+          if (alarm === 1) this.#bump('evictedAlarms', 1);
+          after = row.id;
+        }
+      }
+    }
+    this.#bump('evicted', evicted);
+    return evicted;
+  }
+
+  /**
+   * Gives freed pages back to the file system: incremental vacuum once enough pages are free,
+   * and a truncating checkpoint when the outbox is empty (or closing), so the WAL shrinks too.
+   */
+  #reclaim(force = false): void {
+    const free = this.#stmt.freelist.pluck().get() as number;
+    if (free > 0 && (force || this.#depth === 0 || free >= this.#opts.vacuumThresholdPages)) this.#db.exec('PRAGMA incremental_vacuum');
+    if (force || this.#depth === 0) this.#db.pragma('wal_checkpoint(TRUNCATE)');
+  }
+}

@@ -1,0 +1,53 @@
+/**
+ * Worker-thread entry of SqliteOutbox: owns the SQLite connection so that commits (and their
+ * fsyncs) block this thread, never the event loop. Requests are handled one at a time, in order.
+ */
+import { parentPort } from 'node:worker_threads';
+import type { RequestEnvelope, ResponseEnvelope, StoreRequest, StoreResults } from './sqlite-outbox-protocol.js';
+import { SqliteOutboxStore } from './sqlite-outbox-store.js';
+
+if (parentPort === null) throw new Error('sqlite-outbox-worker must run in a worker thread');
+const port = parentPort;
+let store: SqliteOutboxStore | undefined;
+
+function opened(): SqliteOutboxStore {
+  if (store === undefined) throw new Error('outbox store is not open');
+  return store;
+}
+
+function handle(request: StoreRequest): StoreResults[StoreRequest['op']] {
+  switch (request.op) {
+    case 'open':
+      if (store !== undefined) throw new Error('outbox store is already open');
+      store = new SqliteOutboxStore(request.options, request.monoMs);
+      return null;
+    case 'append':
+      return opened().append(request.samples, request.monoMs, request.freeBytes).map((r) => r.seq);
+    case 'peek':
+      return opened().peek(request.limit, request.maxBytes, request.monoMs);
+    case 'ack':
+      return opened().ack(request.ids, request.monoMs);
+    case 'stats':
+      return opened().stats(request.monoMs);
+    case 'close':
+      store?.close(request.monoMs);
+      store = undefined;
+      return null;
+  }
+}
+
+port.on('message', (envelope: RequestEnvelope) => {
+  let response: ResponseEnvelope;
+  try {
+    response = { id: envelope.id, ok: true, result: handle(envelope.request) };
+  } catch (e) {
+    const err = e as Error & { code?: unknown };
+    response = {
+      id: envelope.id,
+      ok: false,
+      error: typeof err.code === 'string' ? { message: String(err.message), sqliteCode: err.code } : { message: String(err.message) },
+    };
+  }
+  port.postMessage(response);
+  if (envelope.request.op === 'close') port.close();
+});

@@ -1,0 +1,68 @@
+import type { Reading, Sample } from '../../../sensors/contract/reading.js';
+
+/** A committed reading and the outbox row that holds it; `id` is what `ack` takes. */
+export interface OutboxRow {
+  readonly id: number;
+  readonly reading: Reading;
+}
+
+export interface OutboxPeekOptions {
+  /**
+   * Stop before the stored size of the rows returned would exceed this many bytes. The first
+   * row is always returned, however large, so one oversized row cannot stall the uplink.
+   */
+  readonly maxBytes?: number;
+}
+
+/** Persisted totals since the outbox file was created (they survive restarts). */
+export interface OutboxCounters {
+  /** Readings committed by `append`. */
+  readonly appended: number;
+  /** Rows deleted by `ack` (IoT Hub accepted them). */
+  readonly sent: number;
+  /** Rows deleted to stay within the byte bound or the free-disk watermark. */
+  readonly evicted: number;
+  /** Of `evicted`, how many were alarms. */
+  readonly evictedAlarms: number;
+  /** Rows deleted because they outlived the TTL. */
+  readonly expired: number;
+}
+
+export interface OutboxStats {
+  /** Rows waiting to be sent. */
+  readonly depth: number;
+  /** Stored size of those rows. */
+  readonly bytes: number;
+  /** Age of the oldest row on the outbox's own clock (see the adapter), undefined when empty. */
+  readonly oldestAgeMs: number | undefined;
+  /** Readings handed to `append` whose group commit has not happened yet. */
+  readonly pending: number;
+  /** Group commits since this instance opened (diagnosis: readings per commit). */
+  readonly commits: number;
+  readonly counters: OutboxCounters;
+}
+
+/**
+ * Store-and-forward buffer between the sensors and the uplink (design §4, §6).
+ *
+ * - `append` assigns each sample its per-source `seq` (strictly increasing, never reused, also
+ *   across restarts) and resolves with the readings only once they are durably committed. Appends
+ *   are grouped: a reading handed to `append` whose group has not committed yet is the only thing
+ *   a crash can lose.
+ * - `peek` returns committed rows oldest first without removing them; `ack` deletes rows by id
+ *   and is called only after IoT Hub accepted the message that carried them. Acking an id that
+ *   is no longer stored (evicted, expired, acked twice) is not an error. Row ids never repeat.
+ * - The outbox is bounded; when full it evicts the oldest non-alarm readings first, then the
+ *   oldest alarms, and drops readings older than its TTL; every eviction and expiry is counted.
+ * - `flush` commits whatever is pending now; `close` flushes and releases the store. Every call
+ *   after `close` rejects with OUTBOX_CLOSED.
+ */
+export interface Outbox {
+  append(samples: readonly Sample[]): Promise<readonly Reading[]>;
+  peek(limit: number, opts?: OutboxPeekOptions): Promise<{ readonly rows: readonly OutboxRow[] }>;
+  /** Resolves with the number of rows actually deleted. */
+  ack(ids: readonly number[]): Promise<number>;
+  stats(): Promise<OutboxStats>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+}
