@@ -2,7 +2,8 @@ import { request } from 'node:https';
 import { isIPv4 } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { FieldlinkError } from '../../common/errors.js';
+import { FieldlinkError, isFieldlinkError } from '../../common/errors.js';
+import { decodeTelemetry, TELEMETRY_PROPERTY, TELEMETRY_SCHEMA_PREFIX } from '../../gateway/src/contract/telemetry.js';
 import { createLogger } from '../../common/log.js';
 import { DEFAULT_DATA_DIR, hubFilePath, readHubFile } from './data-dir.js';
 import { openHubAccess, type HubAccess } from './hub-access.js';
@@ -62,6 +63,22 @@ export function formatEvent(e: StoredEvent): string {
   const type = [e.contentType, e.contentEncoding].filter(Boolean).join('; ');
   const body = e.bodyEncoding === 'base64' ? `(base64) ${e.body}` : e.body;
   return `#${e.sequenceNumber} ${e.enqueuedTimeUtc} ${e.deviceId}${type ? ` [${type}]` : ''}${props} ${body}`;
+}
+
+/**
+ * `hub events --decode`: one JSON line per reading for a fieldlink.readings message (recognised
+ * by its `flSchema` property), or undefined for any other event or one that does not decode
+ * (the caller prints it raw, so nothing is hidden).
+ */
+export function decodedEventLines(e: StoredEvent): string[] | undefined {
+  const schema = e.properties[TELEMETRY_PROPERTY.schema];
+  if (typeof schema !== 'string' || !schema.startsWith(TELEMETRY_SCHEMA_PREFIX)) return undefined;
+  try {
+    return decodeTelemetry(Buffer.from(e.body, e.bodyEncoding === 'base64' ? 'base64' : 'utf8'), e.contentEncoding).map((r) => JSON.stringify(r));
+  } catch (err) {
+    if (isFieldlinkError(err, 'TELEMETRY_INVALID')) return undefined;
+    throw err;
+  }
 }
 
 export function formatMeter(m: MeterSnapshot): string {
@@ -229,10 +246,13 @@ export function registerHubCommands(program: Command): void {
     .option('--limit <n>', 'at most this many (without --follow)', positive, 100)
     .option('--follow', 'keep printing new messages as they arrive')
     .option('--json', 'one JSON object per line')
-    .action(async (opts: { device?: string; from: number; limit: number; follow?: boolean; json?: boolean }, cmd: Command) => {
+    .option('--decode', 'one JSON reading per line for fieldlink.readings messages (others as usual)')
+    .action(async (opts: { device?: string; from: number; limit: number; follow?: boolean; json?: boolean; decode?: boolean }, cmd: Command) => {
       const data = dataDir(cmd);
       const print = (e: StoredEvent): void => {
-        process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEvent(e)}\n`);
+        const decoded = opts.decode ? decodedEventLines(e) : undefined;
+        if (decoded) for (const line of decoded) process.stdout.write(`${line}\n`);
+        else process.stdout.write(`${opts.json ? JSON.stringify(e) : formatEvent(e)}\n`);
       };
       const q = { ...(opts.device === undefined ? {} : { deviceId: opts.device }), fromSequence: opts.from };
       const access = await openHubAccess(data);
