@@ -61,10 +61,16 @@ function toProblems(errors: readonly ErrorObject[]): ConfigProblem[] {
     // An `if` failure only announces that a `then`/`else` branch failed; that branch's own
     // errors say what is actually wrong.
     if (error.keyword === 'if') continue;
+    // `propertyNames` only announces that some name failed; the error from inside it carries
+    // `propertyName`, which is what the person editing needs to find.
+    if (error.keyword === 'propertyNames') continue;
     let path = error.instancePath;
     let message = error.message ?? 'is invalid';
     const params = error.params as Record<string, unknown>;
-    if (error.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') {
+    if (error.propertyName !== undefined) {
+      path = `${path}/${escapePointerSegment(error.propertyName)}`;
+      message = `is not an allowed name: ${message}`;
+    } else if (error.keyword === 'additionalProperties' && typeof params.additionalProperty === 'string') {
       path = `${path}/${escapePointerSegment(params.additionalProperty)}`;
       message = 'unknown property';
     } else if (error.keyword === 'required' && typeof params.missingProperty === 'string') {

@@ -7,6 +7,7 @@
 export const errorCodes = {
   CONFIG_INVALID: { retryable: false, summary: 'configuration does not match its schema' },
   CONFIG_UNREADABLE: { retryable: false, summary: 'configuration file cannot be read or is not valid JSON' },
+  APPLIED_CONFIG_STORE_FAILED: { retryable: true, summary: 'the last applied twin configuration could not be read or written' },
   HUB_DATA_DIR_INVALID: { retryable: false, summary: 'hub data directory is missing or damaged' },
   HUB_NOT_RUNNING: { retryable: false, summary: 'local IoT Hub is not running' },
   HUB_UNREACHABLE: { retryable: true, summary: 'IoT Hub cannot be reached' },
@@ -14,6 +15,9 @@ export const errorCodes = {
   HUB_AUTH_FAILED: { retryable: false, summary: 'IoT Hub rejected the credentials' },
   DEVICE_NOT_FOUND: { retryable: false, summary: 'device is not registered' },
   DEVICE_ALREADY_EXISTS: { retryable: false, summary: 'device is already registered' },
+  HUB_THROTTLED: { retryable: true, summary: 'IoT Hub throttled the device (over a rate limit)' },
+  HUB_QUOTA_EXCEEDED: { retryable: true, summary: 'IoT Hub daily message quota is used up until 00:00 UTC' },
+  HUB_MESSAGE_TOO_LARGE: { retryable: false, summary: 'IoT Hub refused a message as too large' },
   TIMEOUT: { retryable: true, summary: 'operation timed out' },
   CONNECTION_STRING_INVALID: { retryable: false, summary: 'connection string is malformed' },
   TELEMETRY_INVALID: { retryable: false, summary: 'telemetry message is not in the fieldlink.readings format' },

@@ -1,0 +1,154 @@
+/**
+ * The gateway's configuration, read once at boot (`fieldlink gateway --config FILE`), validated
+ * against contract/gateway-config.ts and frozen; and the validator the twin reconciliation uses
+ * for desired properties, built on the same schema.
+ *
+ * This is the only module of the gateway that reads `process.env`. Overrides, applied before
+ * validation: FIELDLINK_CONNECTION_STRING (wins over the file's connectionString /
+ * connectionStringFile), FIELDLINK_DATA_DIR.
+ *
+ * Config files are JSON only: no YAML parser is a dependency of this package.
+ *
+ * The connection string is a secret: it is a non-enumerable property of the returned config, so
+ * JSON.stringify and pino leave it out, no error message quotes it, and `describeConfig` gives
+ * the log-safe view.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { deepFreeze, loadConfig, readJsonConfigFile, type ConfigProblem, type DeepReadonly } from '../../../common/config.js';
+import { FieldlinkError, isFieldlinkError } from '../../../common/errors.js';
+import {
+  gatewayConfigSchema,
+  gatewaySettingsSchema,
+  settingsRuleProblems,
+  type GatewayConfig,
+  type GatewaySettings,
+} from '../contract/gateway-config.js';
+import type { JsonObject, SettingsValidation } from '../domain/twin-reconcile.js';
+
+/** The loaded config: the connection string is always present (resolved from file or env). */
+export type LoadedGatewayConfig = DeepReadonly<GatewayConfig> & { readonly connectionString: string };
+
+export interface LoadGatewayConfigOptions {
+  /** Defaults to process.env; tests pass their own. */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+const PAIRINGS_NOT_OBJECT = 'must be an object keyed by device address, e.g. {"AA:BB:CC:DD:EE:01": {"profile": "heart_rate"}}, not an array or list';
+
+/** Say what was meant where ajv's wording would puzzle whoever edits the file or the twin. */
+function explain(problems: readonly ConfigProblem[], input: unknown, prefix: string): ConfigProblem[] {
+  const settings = prefix === '' ? input : (input as { settings?: unknown } | null)?.settings;
+  const pairings = (settings as { pairings?: unknown } | null | undefined)?.pairings;
+  return problems.map((p) =>
+    p.path === `${prefix}/pairings` && p.message === 'must be object' && pairings !== undefined
+      ? { path: p.path, message: PAIRINGS_NOT_OBJECT }
+      : p,
+  );
+}
+
+function invalid(source: string, problems: readonly ConfigProblem[], cause?: unknown): FieldlinkError {
+  const lines = problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
+  return new FieldlinkError('CONFIG_INVALID', {
+    message: `${source} is invalid:\n${lines}`,
+    details: { source, problems },
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+function problemsOf(error: unknown): ConfigProblem[] | undefined {
+  if (!isFieldlinkError(error, 'CONFIG_INVALID')) return undefined;
+  const problems = error.details?.problems;
+  return Array.isArray(problems) ? (problems as ConfigProblem[]) : undefined;
+}
+
+/**
+ * Validate settings (the file's `settings`, or file settings merged with desired properties):
+ * schema, defaults, then the cross-field rules. Paths are relative to the settings object.
+ */
+export function validateSettings(candidate: JsonObject): SettingsValidation<DeepReadonly<GatewaySettings>> {
+  let settings: DeepReadonly<GatewaySettings>;
+  try {
+    settings = loadConfig<GatewaySettings>(gatewaySettingsSchema, candidate, { source: 'desired properties' });
+  } catch (error) {
+    const problems = problemsOf(error);
+    if (problems === undefined) throw error;
+    return { ok: false, problems: explain(problems, candidate, '') };
+  }
+  const rules = settingsRuleProblems(settings);
+  return rules.length > 0 ? { ok: false, problems: rules } : { ok: true, settings };
+}
+
+/** Validate a config document already parsed; relative paths resolve against `baseDir`. */
+export function parseGatewayConfig(input: unknown, source: string, baseDir: string, opts: LoadGatewayConfigOptions = {}): LoadedGatewayConfig {
+  const env = opts.env ?? process.env;
+  let config: DeepReadonly<GatewayConfig>;
+  try {
+    const overridden = typeof input === 'object' && input !== null && !Array.isArray(input) ? { ...(input as JsonObject) } : input;
+    if (overridden !== input) {
+      const o = overridden as JsonObject;
+      if (env.FIELDLINK_DATA_DIR) o.dataDir = env.FIELDLINK_DATA_DIR;
+      if (env.FIELDLINK_CONNECTION_STRING) {
+        delete o.connectionStringFile;
+        o.connectionString = env.FIELDLINK_CONNECTION_STRING;
+      }
+    }
+    config = loadConfig<GatewayConfig>(gatewayConfigSchema, overridden, { source });
+  } catch (error) {
+    const problems = problemsOf(error);
+    if (problems === undefined) throw error;
+    throw invalid(source, explain(problems, input, '/settings'), error);
+  }
+  const rules = settingsRuleProblems(config.settings).map((p) => ({ path: `/settings${p.path}`, message: p.message }));
+  if (rules.length > 0) throw invalid(source, rules);
+
+  let connectionString = config.connectionString;
+  const connectionStringFile = config.connectionStringFile === undefined ? undefined : resolve(baseDir, config.connectionStringFile);
+  if (connectionString === undefined && connectionStringFile !== undefined) {
+    connectionString = readSecretFile(connectionStringFile);
+  }
+  if (connectionString === undefined) {
+    throw invalid(source, [{ path: '/connectionString', message: 'is required (or connectionStringFile, or the FIELDLINK_CONNECTION_STRING environment variable)' }]);
+  }
+
+  const out: JsonObject = {
+    ...(structuredClone(config) as unknown as JsonObject),
+    dataDir: resolve(baseDir, config.dataDir),
+  };
+  delete out.connectionString;
+  if (connectionStringFile !== undefined) out.connectionStringFile = connectionStringFile;
+  Object.defineProperty(out, 'connectionString', { value: connectionString, enumerable: false });
+  return deepFreeze(out) as unknown as LoadedGatewayConfig;
+}
+
+function readSecretFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new FieldlinkError('CONFIG_UNREADABLE', {
+      message: `cannot read connection string file ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : 'read failed'}`,
+      cause,
+      details: { path },
+    });
+  }
+  const value = text.trim();
+  if (value === '') throw new FieldlinkError('CONFIG_UNREADABLE', { message: `connection string file ${path} is empty`, details: { path } });
+  return value;
+}
+
+/** Read, validate and freeze the config file at `path` (JSON). */
+export function loadGatewayConfig(path: string, opts: LoadGatewayConfigOptions = {}): LoadedGatewayConfig {
+  const absolute = resolve(path);
+  return parseGatewayConfig(readJsonConfigFile(absolute), `config file ${absolute}`, dirname(absolute), opts);
+}
+
+/** A log-safe view of the config: everything but the connection string's value. */
+export function describeConfig(config: LoadedGatewayConfig): JsonObject {
+  const hostName = /(?:^|;)HostName=([^;]+)/.exec(config.connectionString)?.[1];
+  return {
+    ...(JSON.parse(JSON.stringify(config)) as JsonObject),
+    connectionString: hostName === undefined ? '[redacted]' : `HostName=${hostName};[redacted]`,
+  };
+}
