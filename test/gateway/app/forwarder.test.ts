@@ -1,0 +1,309 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { FakeClock, systemClock, type Clock } from '../../../common/clock.js';
+import { readEvents } from '../../../cloud/hub/event-store.js';
+import { AmqpUplink } from '../../../gateway/src/adapters/amqp-uplink.js';
+import { SqliteOutbox } from '../../../gateway/src/adapters/sqlite-outbox.js';
+import { Forwarder, type DrainStats, type ForwarderOptions } from '../../../gateway/src/app/forwarder.js';
+import { planBatch, type PackerSettings } from '../../../gateway/src/app/packer.js';
+import { decodeTelemetry, parseTelemetryMessageId } from '../../../gateway/src/contract/telemetry.js';
+import type { Outbox } from '../../../gateway/src/ports/outbox.js';
+import { UplinkError as UplinkErrorClass, type OutgoingMessage, type Uplink, type UplinkError } from '../../../gateway/src/ports/uplink.js';
+import type { Sample } from '../../../sensors/contract/reading.js';
+import { eventually, within } from '../../helpers/deadline.js';
+import { startTestHub, type TestHub } from '../../helpers/hub.js';
+import { MemoryOutbox } from '../../helpers/memory-outbox.js';
+import { appendNow, sample } from '../ports/outbox-contract.js';
+
+const WAIT = 15_000;
+const GATEWAY = 'gw-1';
+const LONG_TOKENS = { tokenValidTimeInSeconds: 2 * 86400, tokenRenewalMarginInSeconds: 3600 };
+
+function samples(n: number): Sample[] {
+  return Array.from({ length: n }, (_, i) => sample(`serial:thermo-${i % 5}/temperature`, i));
+}
+
+interface Rig {
+  th: TestHub;
+  outbox: SqliteOutbox;
+  uplink: AmqpUplink;
+  keys: string[];
+}
+
+/** A hub, an outbox holding `n` readings, and an uplink for GATEWAY; all cleaned up. */
+async function rig(t: Test, n: number, hubOpts: Parameters<typeof startTestHub>[0] = {}, wall?: () => number): Promise<Rig> {
+  const th = await startTestHub(hubOpts);
+  t.teardown(() => th.cleanup());
+  th.hub.createDevice(GATEWAY);
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-fwd-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const outbox = await within(WAIT, 'outbox open', SqliteOutbox.open({ path: join(dir, 'outbox.db'), clock: new FakeClock(), minFreeBytes: 0, workerExecArgv: ['--enable-source-maps'] }));
+  t.teardown(() => outbox.close());
+  const readings = await appendNow(outbox, samples(n));
+  const clock: Clock = wall === undefined ? systemClock : { ...systemClock, now: wall };
+  const uplink = new AmqpUplink({ connectionString: th.hub.deviceConnectionString(GATEWAY), ca: th.hub.ca, tokenRenewal: LONG_TOKENS, deadlineMs: 5000, clock });
+  t.teardown(() => uplink.close());
+  return { th, outbox, uplink, keys: readings.map((r) => `${r.source}#${r.seq}`).sort() };
+}
+
+/** (source, seq) of every reading the hub stored for GATEWAY. */
+function arrived(th: TestHub): string[] {
+  return readEvents(th.hub.db, { deviceId: GATEWAY, limit: 10_000 })
+    .flatMap((e) => decodeTelemetry(Buffer.from(e.body, e.bodyEncoding === 'base64' ? 'base64' : 'utf8'), e.contentEncoding))
+    .map((r) => `${r.source}#${r.seq}`)
+    .sort();
+}
+
+/** A property of `target`, methods bound to it (its private fields do not exist on a proxy). */
+function bound(target: object, prop: string | symbol): unknown {
+  const v = Reflect.get(target, prop, target) as unknown;
+  return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+}
+
+/** Checks every ack against the messages already accepted, and records the order of acks. */
+class AckWitness {
+  readonly accepted: Array<[number, number]> = [];
+  readonly acks: number[][] = [];
+  readonly violations: string[] = [];
+  inFlight = 0;
+  maxInFlight = 0;
+
+  uplink(inner: Uplink, delayFirstMs = 0): Uplink {
+    let sends = 0;
+    const send = async (m: OutgoingMessage): Promise<void> => {
+      const n = sends++;
+      this.inFlight++;
+      this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+      try {
+        await inner.send(m);
+        if (n === 0 && delayFirstMs > 0) await new Promise((r) => setTimeout(r, delayFirstMs));
+        const id = parseTelemetryMessageId(m.messageId);
+        if (id) this.accepted.push([id.firstRowId, id.lastRowId]);
+      } finally {
+        this.inFlight--;
+      }
+    };
+    return new Proxy(inner, { get: (target, prop) => (prop === 'send' ? send : bound(target, prop)) }) as Uplink;
+  }
+
+  outbox(inner: Outbox): Outbox {
+    const ack = async (ids: readonly number[]): Promise<number> => {
+      for (const id of ids) if (!this.accepted.some(([a, b]) => id >= a && id <= b)) this.violations.push(`row ${id} acked before acceptance`);
+      this.acks.push([...ids]);
+      return inner.ack(ids);
+    };
+    return new Proxy(inner, { get: (target, prop) => (prop === 'ack' ? ack : bound(target, prop)) }) as Outbox;
+  }
+}
+
+/** Runs a drain on a FakeClock, advancing it by `stepMs` whenever the forwarder sleeps. */
+async function driveDrain(clock: FakeClock, drain: Promise<DrainStats>, stepMs: number, onSleep: () => Promise<void> = async () => undefined): Promise<{ stats: DrainStats; sleeps: number }> {
+  let done = false;
+  const result = drain.finally(() => {
+    done = true;
+  });
+  let sleeps = 0;
+  while (!done) {
+    await eventually(WAIT, 'forwarder sleeps or finishes', () => (done || clock.pendingSleeps > 0 ? true : undefined), 5);
+    if (done) break;
+    sleeps++;
+    await onSleep();
+    await clock.advance(stepMs);
+  }
+  return { stats: await within(WAIT, 'drain', result), sleeps };
+}
+
+const packer: PackerSettings = { gatewayId: GATEWAY, encoding: 'json' };
+
+/** How many messages the packer makes of the outbox's rows (pure dry run). */
+async function messageCount(outbox: Outbox): Promise<number> {
+  let { rows } = await outbox.peek(100_000);
+  let count = 0;
+  while (rows.length > 0) {
+    const { plan } = planBatch(rows, packer);
+    rows = rows.slice(plan.rowIds.length);
+    count++;
+  }
+  return count;
+}
+
+t.test('a drain delivers every reading, acks only accepted rows, in order, with several in flight', async (t) => {
+  const r = await rig(t, 1500);
+  const w = new AckWitness();
+  const forwarder = new Forwarder({ outbox: w.outbox(r.outbox), uplink: w.uplink(r.uplink, 300), clock: systemClock, packer, maxInFlight: 4 });
+  const expected = await messageCount(r.outbox);
+  const stats = await within(WAIT, 'drain', forwarder.drain());
+  t.equal(stats.completed, true);
+  t.equal(stats.readingsSent, 1500);
+  t.equal(stats.rowsAcked, 1500);
+  t.equal(stats.sendAttempts, stats.messagesSent, 'no failures, no resends');
+  t.equal(stats.messagesSent, expected, 'as many messages as the packer makes');
+  t.ok(stats.messagesSent >= 5, `${stats.messagesSent} messages`);
+  t.same(w.violations, [], 'no row acked before its message was accepted');
+  const order = w.acks.flat();
+  t.same(order, [...order].sort((a, b) => a - b), 'rows acked in ascending order');
+  t.ok(w.maxInFlight > 2 && w.maxInFlight <= 4, `up to 4 in flight (saw ${w.maxInFlight})`);
+  t.ok(
+    w.accepted.findIndex(([a]) => a === 1) > 0,
+    'message 1 (delayed) was accepted after a later one, yet acked first',
+  );
+  t.equal((await r.outbox.stats()).depth, 0);
+  t.same(await eventually(WAIT, 'all stored', () => (arrived(r.th).length >= 1500 ? arrived(r.th) : undefined)), r.keys, 'every (source, seq) arrived exactly once');
+});
+
+t.test('throttling leaves rows in the outbox; the drain completes after backing off, without a busy loop', async (t) => {
+  const clock = new FakeClock({ wallMs: Date.now() });
+  const r = await rig(t, 2400, { d2cPerDevicePerSecond: 2, now: () => clock.now() }, () => clock.now());
+  const messages = await messageCount(r.outbox);
+  t.ok(messages >= 4, `${messages} messages, more than the 2/s allowance`);
+  const problems: UplinkError[] = [];
+  const waits: number[] = [];
+  const opts: ForwarderOptions = {
+    outbox: r.outbox,
+    uplink: r.uplink,
+    clock,
+    packer,
+    maxInFlight: 4,
+    throttle: { baseMs: 1000, maxMs: 8000 },
+    random: () => 0.5,
+    onProblem: (e, ms) => {
+      problems.push(e);
+      waits.push(ms);
+    },
+  };
+  const depths: number[] = [];
+  const { stats, sleeps } = await driveDrain(clock, new Forwarder(opts).drain(), 10_000, async () => {
+    depths.push((await r.outbox.stats()).depth);
+  });
+  t.equal(stats.completed, true);
+  t.ok(stats.failures.throttled >= 1, `${stats.failures.throttled} throttled sends`);
+  t.ok(problems.every((p) => p.kind === 'throttled'));
+  t.ok(depths.every((d) => d > 0), 'while backing off, the unsent rows are still in the outbox');
+  t.equal(stats.waits, sleeps, 'every failure waited on the clock');
+  t.ok(waits.every((ms) => ms >= 500), `each wait is half the backoff plus jitter, never zero (${waits.join(', ')} ms)`);
+  // Each wait lets 2 sends through and refuses at most the rest of a 4-message window.
+  t.ok(stats.sendAttempts <= messages + 4 * stats.waits, `${stats.sendAttempts} send attempts for ${messages} messages and ${stats.waits} waits`);
+  t.ok(stats.waits <= messages, 'no more waits than messages');
+  t.equal(stats.messagesSent, messages);
+  t.equal((await r.outbox.stats()).depth, 0);
+  t.same(await eventually(WAIT, 'all stored', () => (arrived(r.th).length >= 2400 ? arrived(r.th) : undefined)), r.keys);
+});
+
+t.test('an exhausted quota stops the drain until 00:00 UTC (one sleep), then it completes', async (t) => {
+  const now = Date.now();
+  const midnight = Date.UTC(new Date(now).getUTCFullYear(), new Date(now).getUTCMonth(), new Date(now).getUTCDate() + 1);
+  const clock = new FakeClock({ wallMs: midnight - 30_000 });
+  const r = await rig(t, 1600, { dailyQuotaUnits: 1000, now: () => clock.now() }, () => clock.now());
+  const messages = await messageCount(r.outbox);
+  t.ok(messages >= 3, `${messages} messages`);
+  // Today's quota covers about half the messages: restart the hub with it (same data, same ports).
+  await r.th.restart({ dailyQuotaUnits: Math.ceil(messages / 2), now: () => clock.now() });
+  const waits: Array<{ kind: string; ms: number; retryAt: number | undefined }> = [];
+  const forwarder = new Forwarder({
+    outbox: r.outbox,
+    uplink: r.uplink,
+    clock,
+    packer,
+    maxInFlight: 4,
+    quotaSlackMs: 5000,
+    onProblem: (e, ms) => waits.push({ kind: e.kind, ms, retryAt: e.retryAt }),
+  });
+  const depths: number[] = [];
+  const { stats, sleeps } = await driveDrain(clock, forwarder.drain(), 35_000, async () => {
+    depths.push((await r.outbox.stats()).depth);
+  });
+  t.equal(stats.completed, true);
+  t.equal(sleeps, 1, 'one sleep, no polling');
+  t.same(waits, [{ kind: 'quota', ms: 35_000, retryAt: midnight }], 'slept until midnight (+5 s slack) on the clock');
+  t.ok(stats.failures.quota >= 1 && stats.failures.quota <= 4, `${stats.failures.quota} refused sends (at most one window)`);
+  t.equal(depths[0], 1600 - readingsBefore(midnight), 'while waiting, every row not accepted before midnight is still in the outbox');
+  t.equal(stats.messagesSent, messages);
+  t.equal((await r.outbox.stats()).depth, 0);
+  t.same(await eventually(WAIT, 'all stored', () => (arrived(r.th).length >= 1600 ? arrived(r.th) : undefined)), r.keys);
+
+  function readingsBefore(at: number): number {
+    return readEvents(r.th.hub.db, { deviceId: GATEWAY, limit: 10_000 })
+      .filter((e) => Date.parse(e.enqueuedTimeUtc) < at)
+      .reduce((n, e) => n + decodeTelemetry(Buffer.from(e.body, e.bodyEncoding === 'base64' ? 'base64' : 'utf8'), e.contentEncoding).length, 0);
+  }
+});
+
+/** An uplink whose open fails with `kind` `failures` times, then accepts everything. */
+function flakyUplink(kind: 'auth' | 'timeout', failures: number): Uplink & { opens: number; sent: string[] } {
+  let open = false;
+  const state = {
+    opens: 0,
+    sent: [] as string[],
+    get isOpen() {
+      return open;
+    },
+    async open() {
+      state.opens++;
+      if (state.opens <= failures) throw new UplinkErrorClass(kind, { message: `${kind} #${state.opens}` });
+      open = true;
+    },
+    async send(m: OutgoingMessage) {
+      state.sent.push(m.messageId);
+    },
+    async close() {
+      open = false;
+    },
+    getTwin: () => Promise.resolve({ desired: {}, reported: {} }),
+    reportProperties: () => Promise.resolve(),
+    onCommand: () => () => undefined,
+    onDesiredPatch: () => () => undefined,
+    onDisconnect: () => () => undefined,
+  };
+  return state;
+}
+
+t.test('auth failures back off slowly (60 s doubling, capped at 30 min) and are reported', async (t) => {
+  const clock = new FakeClock();
+  const outbox = new MemoryOutbox();
+  await appendNow(outbox, samples(10));
+  const uplink = flakyUplink('auth', 8);
+  const waits: Array<[string, number]> = [];
+  const forwarder = new Forwarder({ outbox, uplink, clock, packer, random: () => 1 - Number.EPSILON, onProblem: (e, ms) => waits.push([e.code, ms]) });
+  const { stats } = await driveDrain(clock, forwarder.drain(), 30 * 60_000);
+  t.equal(stats.completed, true);
+  t.equal(stats.failures.auth, 8, 'failed opens are counted');
+  t.same(
+    waits.map(([, ms]) => Math.round(ms / 1000)),
+    [60, 120, 240, 480, 960, 1800, 1800, 1800],
+    'seconds waited: doubling from 60 s to the 30 min cap',
+  );
+  t.ok(waits.every(([code]) => code === 'HUB_AUTH_FAILED'));
+  t.equal(stats.lastError?.kind, 'auth', 'the last problem is kept for reporting');
+  t.equal(uplink.sent.length, 1);
+  t.equal((await outbox.stats()).depth, 0);
+});
+
+t.test('timeouts back off quickly and reopen the uplink', async (t) => {
+  const clock = new FakeClock();
+  const outbox = new MemoryOutbox();
+  await appendNow(outbox, samples(10));
+  const uplink = flakyUplink('timeout', 2);
+  const waits: number[] = [];
+  const forwarder = new Forwarder({ outbox, uplink, clock, packer, random: () => 0, onProblem: (_e, ms) => waits.push(ms) });
+  const { stats } = await driveDrain(clock, forwarder.drain(), 60_000);
+  t.equal(stats.completed, true);
+  t.same(waits, [500, 1000], 'network backoff: 1 s doubling, equal jitter');
+  t.equal(uplink.opens, 3);
+  t.equal(stats.opens, 3);
+});
+
+t.test('an aborted drain returns its stats instead of throwing', async (t) => {
+  const clock = new FakeClock();
+  const outbox = new MemoryOutbox();
+  await appendNow(outbox, samples(3));
+  const ac = new AbortController();
+  const forwarder = new Forwarder({ outbox, uplink: flakyUplink('auth', 100), clock, packer });
+  const drain = forwarder.drain(ac.signal);
+  await eventually(WAIT, 'sleeping', () => (clock.pendingSleeps > 0 ? true : undefined));
+  ac.abort(new Error('shutdown'));
+  const stats = await within(WAIT, 'aborted drain', drain);
+  t.equal(stats.completed, false);
+  t.equal((await outbox.stats()).depth, 3, 'nothing acked');
+});
