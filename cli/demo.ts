@@ -3,6 +3,7 @@ import deviceSdk from 'azure-iot-device';
 import deviceAmqp from 'azure-iot-device-amqp';
 import common from 'azure-iot-common';
 import { createLogger } from '../common/log.js';
+import { shutdownSignal } from '../common/shutdown-signal.js';
 import { DEFAULT_DATA_DIR, hubFilePath } from '../cloud/hub/data-dir.js';
 import { formatEvent } from '../cloud/hub/cli.js';
 import { LocalHub } from '../cloud/hub/local-hub.js';
@@ -59,10 +60,7 @@ export function registerDemoCommand(program: Command): void {
       await send();
       const timer = setInterval(() => void send(), opts.interval);
 
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', () => resolve());
-        process.once('SIGTERM', () => resolve());
-      });
+      await shutdownSignal(log);
       clearInterval(timer);
       hub.events.off('event', onEvent);
       await device.close().catch(() => undefined);

@@ -4,22 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import type { Sample } from '../../sensors/contract/reading.js';
+import { seededRandom } from '../../common/seeded-random.js';
 
 export const READING_SET_SEED = 0x5eed_0004;
 export const READING_SET_SIZE = 20_000;
 export const READING_SET_SHA256 = '49c3eb3773d7952d785269d4b81717dfbb0a768b6c57f11d4a12cfb17bac442b';
 
-/** mulberry32: small, fast, good enough to vary payloads reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+
 
 const CHANNELS = [
   ['ble:AA:BB:CC:DD:EE:01/heart_rate', 'heart_rate', '/min', 60, 80],
@@ -31,7 +22,7 @@ const CHANNELS = [
 ] as const;
 
 export function readingSet(size = READING_SET_SIZE, seed = READING_SET_SEED): Sample[] {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const start = Date.UTC(2026, 0, 1);
   return Array.from({ length: size }, (_, i) => {
     const [source, kind, unit, base, span] = CHANNELS[Math.floor(random() * CHANNELS.length)] ?? CHANNELS[0];

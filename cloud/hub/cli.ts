@@ -13,6 +13,7 @@ import { HubError } from './hub-errors.js';
 import { LocalHub } from './local-hub.js';
 import type { MeterSnapshot } from './meter.js';
 import { mintSasToken } from './sas.js';
+import { shutdownSignal } from '../../common/shutdown-signal.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -188,14 +189,7 @@ export function registerHubCommands(program: Command): void {
           '',
         ].join('\n'),
       );
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string): void => {
-          log.info({ signal }, 'shutting down');
-          resolve();
-        };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
-      });
+      await shutdownSignal(log);
       await local.stop();
     });
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { FieldlinkError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { ThermostatEmulator, type FaultSchedule } from './emulator.js';
+import { shutdownSignal } from '../../common/shutdown-signal.js';
 
 function number(name: string, min: number): (value: string) => number {
   return (value) => {
@@ -69,14 +70,7 @@ export function registerEmulateCommands(program: Command): void {
         ...(opts.log === undefined ? {} : { readingLog: opts.log }),
       });
       process.stdout.write(`thermostat emulator ready: open ${emulator.link} (9600 8N1), ${opts.rateHz} readings/s\n`);
-      await new Promise<void>((resolve) => {
-        const stop = (signal: string): void => {
-          log.info({ signal }, 'shutting down');
-          resolve();
-        };
-        process.once('SIGINT', () => stop('SIGINT'));
-        process.once('SIGTERM', () => stop('SIGTERM'));
-      });
+      await shutdownSignal(log);
       await emulator.stop();
     });
 }

@@ -18,6 +18,7 @@ import {
   type Command,
   type Mode,
 } from './protocol.js';
+import { seededRandom } from '../../common/seeded-random.js';
 
 /** Periodic faults, e.g. from the command line: every Nth reading line, or every N ms. */
 export interface FaultSchedule {
@@ -56,17 +57,7 @@ export interface EmittedReading {
   readonly fault?: 'checksum';
 }
 
-/** mulberry32: small, fast, and the same sequence for the same seed on every platform. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+
 
 const round1 = (n: number): number => Math.round(n * 10) / 10;
 const clamp = (n: number, r: { readonly min: number; readonly max: number }): number => Math.min(r.max, Math.max(r.min, n));
@@ -112,7 +103,7 @@ export class ThermostatEmulator {
     this.deviceId = opts.deviceId ?? 'thermo-1';
     this.#clock = opts.clock ?? systemClock;
     this.#log = (opts.log ?? createLogger({ level: 'silent' })).child({ component: 'thermostat-emulator', link: opts.link });
-    this.#random = prng(opts.seed ?? 1);
+    this.#random = seededRandom(opts.seed ?? 1);
     this.#intervalMs = 1000 / (opts.rateHz ?? 1);
     this.#mode = opts.mode ?? 'AUTO';
     this.#temperature = round1(18 + this.#random() * 6);

@@ -1,16 +1,6 @@
 import type { Reading, ReadingKind } from '../../sensors/contract/reading.js';
+import { seededRandom } from '../../common/seeded-random.js';
 
-/** mulberry32: a tiny seeded PRNG, so "noisy" test data is the same on every run. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Channel {
   source: string;
