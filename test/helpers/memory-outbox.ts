@@ -1,18 +1,40 @@
 import { FieldlinkError } from '../../common/errors.js';
 import type { Reading, Sample } from '../../sensors/contract/reading.js';
-import type { Outbox, OutboxCounters, OutboxPeekOptions, OutboxRow, OutboxStats } from '../../gateway/src/ports/outbox.js';
+import type { BatchRecord, Outbox, OutboxCounters, OutboxPeekOptions, OutboxRow, OutboxStats } from '../../gateway/src/ports/outbox.js';
+
+/** What survives a `reopen` (the "file"). */
+interface MemoryState {
+  readonly rows: { id: number; reading: Reading; size: number }[];
+  readonly seqs: Map<string, number>;
+  readonly counters: { -readonly [K in keyof OutboxCounters]: number };
+  readonly batches: Map<string, BatchRecord>;
+  lastId: number;
+}
 
 /**
  * An in-memory Outbox for use-case tests: commits at once, never evicts or expires (no bounds),
- * forgets everything with the process. It passes the same contract suite as SqliteOutbox.
+ * forgets everything with the process (`reopen` simulates a restart of the same store). It
+ * passes the same contract suite as SqliteOutbox.
  */
 export class MemoryOutbox implements Outbox {
-  readonly #rows: { id: number; reading: Reading; size: number }[] = [];
-  readonly #seqs = new Map<string, number>();
-  readonly #counters: { -readonly [K in keyof OutboxCounters]: number } = { appended: 0, sent: 0, evicted: 0, evictedAlarms: 0, expired: 0 };
-  #lastId = 0;
+  readonly #state: MemoryState;
+  readonly #rows: MemoryState['rows'];
+  readonly #seqs: MemoryState['seqs'];
+  readonly #counters: MemoryState['counters'];
   #commits = 0;
   #closed = false;
+
+  constructor(state?: MemoryState) {
+    this.#state = state ?? { rows: [], seqs: new Map(), counters: { appended: 0, sent: 0, evicted: 0, evictedAlarms: 0, expired: 0 }, batches: new Map(), lastId: 0 };
+    this.#rows = this.#state.rows;
+    this.#seqs = this.#state.seqs;
+    this.#counters = this.#state.counters;
+  }
+
+  /** A new instance over this one's data, as if the process restarted (close this one first). */
+  reopen(): MemoryOutbox {
+    return new MemoryOutbox(this.#state);
+  }
 
   #check(): void {
     if (this.#closed) throw new FieldlinkError('OUTBOX_CLOSED');
@@ -24,7 +46,7 @@ export class MemoryOutbox implements Outbox {
       const seq = (this.#seqs.get(s.source) ?? 0) + 1;
       this.#seqs.set(s.source, seq);
       const reading: Reading = { ...s, seq };
-      this.#rows.push({ id: ++this.#lastId, reading, size: Buffer.byteLength(JSON.stringify(reading)) });
+      this.#rows.push({ id: ++this.#state.lastId, reading, size: Buffer.byteLength(JSON.stringify(reading)) });
       return reading;
     });
     this.#counters.appended += out.length;
@@ -55,7 +77,31 @@ export class MemoryOutbox implements Outbox {
       }
     }
     this.#counters.sent += deleted;
+    if (deleted > 0) this.#pruneBatches();
     return deleted;
+  }
+
+  async recordBatch(batch: BatchRecord): Promise<void> {
+    this.#check();
+    const plan = JSON.stringify(batch.plan);
+    if (plan === undefined) throw new TypeError('a batch plan must be JSON-serialisable');
+    this.#state.batches.set(batch.messageId, { messageId: batch.messageId, firstId: batch.firstId, lastId: batch.lastId, rowCount: batch.rowCount, plan });
+    this.#pruneBatches();
+  }
+
+  async pendingBatches(): Promise<readonly BatchRecord[]> {
+    this.#check();
+    return [...this.#state.batches.values()]
+      .sort((a, b) => a.firstId - b.firstId || (a.messageId < b.messageId ? -1 : a.messageId > b.messageId ? 1 : 0))
+      .map((b) => ({ ...b, plan: JSON.parse(b.plan as string) as unknown }));
+  }
+
+  /** A batch lives exactly as long as all its rows (ports/outbox.ts). */
+  #pruneBatches(): void {
+    for (const [id, b] of this.#state.batches) {
+      const left = this.#rows.filter((r) => r.id >= b.firstId && r.id <= b.lastId).length;
+      if (left < b.rowCount) this.#state.batches.delete(id);
+    }
   }
 
   async stats(): Promise<OutboxStats> {

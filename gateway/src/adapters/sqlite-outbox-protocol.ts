@@ -4,7 +4,7 @@
  * reads a clock itself.
  */
 import type { Sample } from '../../../sensors/contract/reading.js';
-import type { OutboxCounters, OutboxRow } from '../ports/outbox.js';
+import type { BatchRecord, OutboxCounters, OutboxRow } from '../ports/outbox.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -25,12 +25,19 @@ export interface StoreStats {
   readonly counters: OutboxCounters;
 }
 
+/** A BatchRecord as stored: the plan as JSON text (serialised on the event-loop thread). */
+export interface StoredBatch extends Omit<BatchRecord, 'plan'> {
+  readonly plan: string;
+}
+
 export type StoreRequest =
   | { readonly op: 'open'; readonly options: StoreOptions; readonly monoMs: number }
   | { readonly op: 'append'; readonly samples: readonly Sample[]; readonly monoMs: number; readonly freeBytes: number | undefined }
   | { readonly op: 'peek'; readonly limit: number; readonly maxBytes: number | undefined; readonly monoMs: number }
   | { readonly op: 'ack'; readonly ids: readonly number[]; readonly monoMs: number }
   | { readonly op: 'stats'; readonly monoMs: number }
+  | { readonly op: 'recordBatch'; readonly batch: StoredBatch }
+  | { readonly op: 'pendingBatches' }
   | { readonly op: 'close'; readonly monoMs: number };
 
 /** What each request resolves with. */
@@ -41,6 +48,8 @@ export interface StoreResults {
   peek: readonly OutboxRow[];
   ack: number;
   stats: StoreStats;
+  recordBatch: null;
+  pendingBatches: readonly StoredBatch[];
   close: null;
 }
 

@@ -6,9 +6,39 @@
 import Database from 'better-sqlite3';
 import type { Reading, Sample } from '../../../sensors/contract/reading.js';
 import type { OutboxCounters, OutboxRow } from '../ports/outbox.js';
-import type { StoreOptions, StoreStats } from './sqlite-outbox-protocol.js';
+import type { StoreOptions, StoreStats, StoredBatch } from './sqlite-outbox-protocol.js';
 
-const SCHEMA_VERSION = 1;
+/**
+ * Schema migrations: MIGRATIONS[v] takes a file from user_version v to v + 1, in one
+ * transaction. Version 1 is the original outbox (its DDL is idempotent, so files created
+ * before versioning still open); version 2 adds the batch records (issue 4).
+ */
+const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    alarm INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    enq_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+  );
+  CREATE INDEX IF NOT EXISTS readings_alarm_id ON readings (alarm, id);
+  CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS source_seq (source TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  `,
+  `
+  CREATE TABLE batches (
+    message_id TEXT PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    last_id INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    plan TEXT NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX batches_first_id ON batches (first_id);
+  `,
+];
+const SCHEMA_VERSION = MIGRATIONS.length;
 /** Rows fetched per step while evicting or expiring (bounded memory, few round trips). */
 const SCAN_CHUNK = 256;
 
@@ -34,6 +64,14 @@ function prepareStatements(db: Database.Database) {
     peek: db.prepare('SELECT id, size, body FROM readings ORDER BY id LIMIT ?'),
     oldestEnq: db.prepare('SELECT enq_ms FROM readings ORDER BY id LIMIT 1'),
     freelist: db.prepare('PRAGMA freelist_count'),
+    recordBatch: db.prepare(
+      'INSERT INTO batches (message_id, first_id, last_id, row_count, plan) VALUES (?, ?, ?, ?, ?) ' +
+        'ON CONFLICT (message_id) DO UPDATE SET first_id = excluded.first_id, last_id = excluded.last_id, row_count = excluded.row_count, plan = excluded.plan',
+    ),
+    batches: db.prepare('SELECT message_id, first_id, last_id, row_count, plan FROM batches ORDER BY first_id, message_id'),
+    batchCount: db.prepare('SELECT count(*) FROM batches'),
+    // A batch lives exactly as long as all its rows (ports/outbox.ts).
+    pruneBatches: db.prepare('DELETE FROM batches WHERE row_count > (SELECT count(*) FROM readings WHERE id BETWEEN batches.first_id AND batches.last_id)'),
   };
 }
 
@@ -66,22 +104,14 @@ export class SqliteOutboxStore {
       db.pragma(`synchronous = ${opts.synchronous}`);
       db.pragma(`journal_size_limit = ${Math.floor(opts.journalSizeLimitBytes)}`);
       db.pragma(`wal_autocheckpoint = ${Math.floor(opts.walAutocheckpointPages)}`);
-      db.exec(`
-        CREATE TABLE IF NOT EXISTS readings (
-          id INTEGER PRIMARY KEY AUTOINCREMENT,
-          alarm INTEGER NOT NULL,
-          size INTEGER NOT NULL,
-          enq_ms INTEGER NOT NULL,
-          body TEXT NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS readings_alarm_id ON readings (alarm, id);
-        CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS source_seq (source TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-      `);
       const version = db.pragma('user_version', { simple: true }) as number;
-      if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      else if (version !== SCHEMA_VERSION) throw new Error(`outbox schema version ${version}, expected ${SCHEMA_VERSION}`);
+      if (version > SCHEMA_VERSION) throw new Error(`outbox schema version ${version}, expected at most ${SCHEMA_VERSION}`);
+      for (let v = version; v < SCHEMA_VERSION; v++) {
+        db.transaction(() => {
+          db.exec(MIGRATIONS[v] ?? '');
+          db.pragma(`user_version = ${v + 1}`);
+        }).immediate();
+      }
       this.#stmt = prepareStatements(db);
       const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM readings').get() as { n: number; b: number };
       this.#depth = totals.n;
@@ -140,6 +170,7 @@ export class SqliteOutboxStore {
       this.#stmt.setElapsed.run(now);
       removed += this.#expire(now);
       removed += this.#evictTo(budget);
+      if (removed > 0) this.#pruneBatches();
     });
     for (const [source, seq] of touched) this.#seqs.set(source, seq);
     this.#commits += 1;
@@ -152,7 +183,10 @@ export class SqliteOutboxStore {
     let removed = 0;
     this.#transact(() => {
       removed = this.#expire(now);
-      if (removed > 0) this.#stmt.setElapsed.run(now);
+      if (removed > 0) {
+        this.#stmt.setElapsed.run(now);
+        this.#pruneBatches();
+      }
     });
     if (removed > 0) this.#reclaim();
     const rows: OutboxRow[] = [];
@@ -178,10 +212,24 @@ export class SqliteOutboxStore {
         this.#bytes -= row.size;
       }
       this.#bump('sent', deleted);
+      if (deleted > 0) this.#pruneBatches();
       this.#stmt.setElapsed.run(now);
     });
     if (deleted > 0) this.#reclaim();
     return deleted;
+  }
+
+  /** Stores (or replaces) a batch record in its own transaction; dropped at once if its rows are short. */
+  recordBatch(batch: StoredBatch): void {
+    this.#transact(() => {
+      this.#stmt.recordBatch.run(batch.messageId, batch.firstId, batch.lastId, batch.rowCount, batch.plan);
+      this.#pruneBatches();
+    });
+  }
+
+  pendingBatches(): StoredBatch[] {
+    const rows = this.#stmt.batches.all() as { message_id: string; first_id: number; last_id: number; row_count: number; plan: string }[];
+    return rows.map((r) => ({ messageId: r.message_id, firstId: r.first_id, lastId: r.last_id, rowCount: r.row_count, plan: r.plan }));
   }
 
   stats(monoMs: number): StoreStats {
@@ -216,6 +264,11 @@ export class SqliteOutboxStore {
       this.#counters = saved.counters;
       throw e;
     }
+  }
+
+  /** Deletes the batch records that lost a row; cheap when there are none (the usual case between drains). */
+  #pruneBatches(): void {
+    if ((this.#stmt.batchCount.pluck().get() as number) > 0) this.#stmt.pruneBatches.run();
   }
 
   #bump(name: keyof MutableCounters, by: number): void {

@@ -29,6 +29,11 @@ function handle(request: StoreRequest): StoreResults[StoreRequest['op']] {
       return opened().ack(request.ids, request.monoMs);
     case 'stats':
       return opened().stats(request.monoMs);
+    case 'recordBatch':
+      opened().recordBatch(request.batch);
+      return null;
+    case 'pendingBatches':
+      return opened().pendingBatches();
     case 'close':
       store?.close(request.monoMs);
       store = undefined;

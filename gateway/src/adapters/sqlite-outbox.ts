@@ -10,7 +10,7 @@ import { systemClock, type Clock } from '../../../common/clock.js';
 import { FieldlinkError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { Reading, Sample } from '../../../sensors/contract/reading.js';
-import type { Outbox, OutboxPeekOptions, OutboxRow, OutboxStats } from '../ports/outbox.js';
+import type { BatchRecord, Outbox, OutboxPeekOptions, OutboxRow, OutboxStats } from '../ports/outbox.js';
 import type { RequestEnvelope, ResponseEnvelope, StoreOptions, StoreRequest, StoreResults } from './sqlite-outbox-protocol.js';
 
 /** Free space of the file system holding `path`, as `fs.statfsSync` reports it. */
@@ -163,6 +163,20 @@ export class SqliteOutbox implements Outbox {
     this.#throwIfRefused();
     const s = await this.#request({ op: 'stats', monoMs: this.#clock.monotonicMs() });
     return { ...s, pending: this.#pendingRows };
+  }
+
+  /** Commits at once (its own transaction, not the append group commit). */
+  async recordBatch(batch: BatchRecord): Promise<void> {
+    this.#throwIfRefused();
+    const plan = JSON.stringify(batch.plan);
+    if (plan === undefined) throw new TypeError('a batch plan must be JSON-serialisable');
+    await this.#request({ op: 'recordBatch', batch: { messageId: batch.messageId, firstId: batch.firstId, lastId: batch.lastId, rowCount: batch.rowCount, plan } });
+  }
+
+  async pendingBatches(): Promise<readonly BatchRecord[]> {
+    this.#throwIfRefused();
+    const records = await this.#request({ op: 'pendingBatches' });
+    return records.map((r) => ({ ...r, plan: JSON.parse(r.plan) as unknown }));
   }
 
   async flush(): Promise<void> {

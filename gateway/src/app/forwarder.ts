@@ -14,16 +14,19 @@
  *   60 s doubling to 30 min) and an error log naming the cause; timeout/unreachable/other:
  *   backoff (`network`) then reopen the uplink.
  * - All waiting is on the injected Clock's monotonic time.
- *
- * Not yet: batch plans are not recorded on disk before sending (design §4), so a resend after
- * a crash or a config change may be packed differently (still keyed by `(source, seq)`).
+ * - Every batch is recorded in the outbox (`recordBatch`: message id, row range, plan) before it
+ *   is sent. Each pass (the start of a drain, and again after every failure or reopen) first
+ *   resends the recorded batches that are still pending, rebuilt with `buildMessage` from their
+ *   plan and rows, so the resend after a crash or a settings change (budget, encoding) is the
+ *   identical message with the same id; only rows outside every recorded batch are planned anew
+ *   with the current settings. The outbox drops a record with its rows (see ports/outbox.ts).
  */
 import { isFieldlinkError } from '../../../common/errors.js';
 import type { Clock } from '../../../common/clock.js';
 import type { Logger } from '../../../common/log.js';
-import type { Outbox, OutboxRow } from '../ports/outbox.js';
+import type { BatchRecord, Outbox, OutboxRow } from '../ports/outbox.js';
 import { isUplinkError, UplinkError, type Uplink, type UplinkErrorKind } from '../ports/uplink.js';
-import { planBatch, type BatchPlan, type PackerSettings } from './packer.js';
+import { buildMessage, planBatch, type BatchPlan, type PackerSettings, type TelemetryMessage } from './packer.js';
 
 export interface Backoff {
   readonly baseMs: number;
@@ -86,6 +89,18 @@ interface InFlight {
   readonly result: Promise<UplinkError | undefined>;
 }
 
+/** The plan of a batch record, if it is one this forwarder wrote. */
+function recordedPlan(record: BatchRecord): BatchPlan | undefined {
+  const p = record.plan as Partial<Record<keyof BatchPlan, unknown>> | null;
+  if (typeof p !== 'object' || p === null) return undefined;
+  if (typeof p.messageId !== 'string' || p.messageId !== record.messageId || typeof p.gatewayId !== 'string') return undefined;
+  if (p.encoding !== 'json' && p.encoding !== 'json+gzip') return undefined;
+  if (!Array.isArray(p.rowIds) || p.rowIds.length !== record.rowCount || !p.rowIds.every((id) => Number.isInteger(id))) return undefined;
+  const rowIds = p.rowIds as number[];
+  if (rowIds[0] !== record.firstId || rowIds.at(-1) !== record.lastId) return undefined;
+  return { messageId: p.messageId, gatewayId: p.gatewayId, encoding: p.encoding, rowIds };
+}
+
 function asUplinkError(e: unknown): UplinkError {
   return isUplinkError(e) ? e : new UplinkError('other', { message: `uplink: ${(e as Error)?.message ?? String(e)}`, cause: e });
 }
@@ -145,42 +160,67 @@ export class Forwarder {
     }
   }
 
-  /** One pipelined pass from the oldest row; undefined when the outbox ran empty. */
+  /**
+   * One pipelined pass from the oldest row; undefined when the outbox ran empty. Recorded
+   * batches are resent as recorded; rows outside them are planned, recorded, then sent.
+   */
   async #pass(stats: DrainStats): Promise<UplinkError | undefined> {
-    const { outbox, uplink } = this.#o;
+    const { outbox, uplink, log } = this.#o;
     const peekRows = this.#o.peekRows ?? forwarderDefaults.peekRows;
     const window: InFlight[] = [];
+    const recorded = [...(await outbox.pendingBatches())];
     let lastPlanned = 0;
     let inFlightRows = 0;
     let failure: UplinkError | undefined;
     let drained = false;
+    const send = (plan: BatchPlan, message: TelemetryMessage): void => {
+      lastPlanned = plan.rowIds.at(-1) ?? lastPlanned;
+      inFlightRows += plan.rowIds.length;
+      stats.sendAttempts++;
+      const result = uplink.send(message).then(
+        () => undefined,
+        (e: unknown) => asUplinkError(e),
+      );
+      window.push({ plan, readings: message.readingCount, result });
+    };
     for (;;) {
       // Fill the window while nothing has failed.
       while (failure === undefined && !drained && window.length < this.#maxInFlight) {
-        const { rows } = await outbox.peek(inFlightRows + peekRows);
+        const next = recorded[0];
+        const limit = inFlightRows + Math.max(peekRows, next?.rowCount ?? 0);
+        const { rows } = await outbox.peek(limit);
         const fresh = rows.filter((r) => r.id > lastPlanned);
-        if (fresh.length === 0) {
+        const first = fresh[0];
+        if (first === undefined) {
           drained = true;
           break;
         }
-        const batch = this.#plan(fresh);
+        if (next !== undefined && first.id >= next.firstId) {
+          recorded.shift();
+          const plan = recordedPlan(next);
+          const batchRows = fresh.filter((r) => r.id <= next.lastId);
+          const ids = batchRows.map((r) => r.id);
+          if (plan === undefined || first.id !== next.firstId || ids.length !== plan.rowIds.length || ids.some((id, i) => id !== plan.rowIds[i])) {
+            // Not rebuildable (the outbox drops such records with their rows): plan the rows anew.
+            log?.warn({ messageId: next.messageId, firstId: next.firstId, lastId: next.lastId }, 'recorded batch does not match the outbox rows; planning its rows anew');
+            continue;
+          }
+          send(plan, buildMessage(plan, batchRows));
+          continue;
+        }
+        // Rows outside every recorded batch: plan them with the current settings, below the next record.
+        const candidates = next === undefined ? fresh : fresh.filter((r) => r.id < next.firstId);
+        const batch = this.#plan(candidates);
         if (batch === undefined) {
           // The first row alone can never be sent; drop it once everything before it is acked.
-          const first = fresh[0] as OutboxRow;
           lastPlanned = first.id;
           inFlightRows += 1;
           window.push({ plan: { messageId: `drop-${first.id}`, gatewayId: '', encoding: 'json', rowIds: [first.id] }, readings: 0, result: Promise.resolve(undefined) });
           continue;
         }
         const { plan, message } = batch;
-        lastPlanned = plan.rowIds.at(-1) ?? lastPlanned;
-        inFlightRows += plan.rowIds.length;
-        stats.sendAttempts++;
-        const result = uplink.send(message).then(
-          () => undefined,
-          (e: unknown) => asUplinkError(e),
-        );
-        window.push({ plan, readings: message.readingCount, result });
+        await outbox.recordBatch({ messageId: plan.messageId, firstId: first.id, lastId: plan.rowIds.at(-1) ?? first.id, rowCount: plan.rowIds.length, plan });
+        send(plan, message);
       }
       const head = window.shift();
       if (head === undefined) return failure;

@@ -28,6 +28,21 @@ export interface OutboxCounters {
   readonly expired: number;
 }
 
+/**
+ * A batch recorded before it is sent (design §4, issue 4): the message id, the id range of its
+ * rows, and the plan that rebuilds the identical message. The outbox does not interpret `plan`;
+ * it must be JSON-serialisable and is returned as a JSON round trip of what was recorded.
+ */
+export interface BatchRecord {
+  readonly messageId: string;
+  /** Lowest and highest row id of the batch. */
+  readonly firstId: number;
+  readonly lastId: number;
+  /** How many rows the batch holds: every row stored with an id in [firstId, lastId] when recorded. */
+  readonly rowCount: number;
+  readonly plan: unknown;
+}
+
 export interface OutboxStats {
   /** Rows waiting to be sent. */
   readonly depth: number;
@@ -54,6 +69,14 @@ export interface OutboxStats {
  *   is no longer stored (evicted, expired, acked twice) is not an error. Row ids never repeat.
  * - The outbox is bounded; when full it evicts the oldest non-alarm readings first, then the
  *   oldest alarms, and drops readings older than its TTL; every eviction and expiry is counted.
+ * - `recordBatch` stores a batch record durably (resolves once its own transaction committed,
+ *   without waiting for the append group commit); recording a `messageId` again replaces the
+ *   record. `pendingBatches` lists the records, lowest `firstId` first.
+ * - A batch record lives exactly as long as all its rows: the transaction that deletes any row
+ *   with an id in [firstId, lastId] (ack, eviction or expiry) also deletes the record, once
+ *   fewer than `rowCount` such rows remain; acking all of a batch's rows therefore removes it
+ *   in the same transaction. A record whose rows are already short when recorded is not kept.
+ *   So every listed record can be rebuilt from the rows it names.
  * - `flush` commits whatever is pending now; `close` flushes and releases the store. Every call
  *   after `close` rejects with OUTBOX_CLOSED.
  */
@@ -63,6 +86,8 @@ export interface Outbox {
   /** Resolves with the number of rows actually deleted. */
   ack(ids: readonly number[]): Promise<number>;
   stats(): Promise<OutboxStats>;
+  recordBatch(batch: BatchRecord): Promise<void>;
+  pendingBatches(): Promise<readonly BatchRecord[]>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }

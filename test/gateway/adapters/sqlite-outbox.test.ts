@@ -40,7 +40,16 @@ function fileBytes(path: string): number {
   return total;
 }
 
-outboxContract(t, 'SqliteOutbox', (t) => openOutbox(t));
+outboxContract(t, 'SqliteOutbox', (t) => openOutbox(t), async (t) => {
+  const dir = tempDir(t);
+  let current = await openOutbox(t, { dir });
+  const reopen = async () => {
+    await current.close();
+    current = await openOutbox(t, { dir });
+    return current;
+  };
+  return { outbox: current, reopen };
+});
 
 t.test('the file is WAL, incremental auto-vacuum, AUTOINCREMENT, versioned', async (t) => {
   const dir = tempDir(t);
@@ -51,8 +60,50 @@ t.test('the file is WAL, incremental auto-vacuum, AUTOINCREMENT, versioned', asy
   t.teardown(() => db.close());
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   t.equal(db.pragma('auto_vacuum', { simple: true }), 2, 'incremental');
-  t.equal(db.pragma('user_version', { simple: true }), 1);
+  t.equal(db.pragma('user_version', { simple: true }), 2);
   t.match(db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'readings'").pluck().get(), /AUTOINCREMENT/);
+});
+
+t.test('a version 1 file is migrated to version 2 (batch records), keeping its rows', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'outbox.db');
+  const v1 = new Database(path);
+  v1.pragma('auto_vacuum = INCREMENTAL');
+  v1.pragma('journal_mode = WAL');
+  v1.exec(`
+    CREATE TABLE readings (id INTEGER PRIMARY KEY AUTOINCREMENT, alarm INTEGER NOT NULL, size INTEGER NOT NULL, enq_ms INTEGER NOT NULL, body TEXT NOT NULL);
+    CREATE INDEX readings_alarm_id ON readings (alarm, id);
+    CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE source_seq (source TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+  `);
+  const body = JSON.stringify({ ...sample('a', 1), seq: 1 });
+  v1.prepare('INSERT INTO readings (alarm, size, enq_ms, body) VALUES (0, ?, 0, ?)').run(Buffer.byteLength(body), body);
+  v1.exec("INSERT INTO source_seq VALUES ('a', 1)");
+  v1.pragma('user_version = 1');
+  v1.close();
+  const outbox = await openOutbox(t, { dir });
+  const { rows } = await outbox.peek(10);
+  t.same(rows.map((r) => [r.id, r.reading.seq]), [[1, 1]], 'the row is kept');
+  await outbox.recordBatch({ messageId: 'm', firstId: 1, lastId: 1, rowCount: 1, plan: { x: 1 } });
+  t.same(await outbox.pendingBatches(), [{ messageId: 'm', firstId: 1, lastId: 1, rowCount: 1, plan: { x: 1 } }]);
+  t.same((await appendNow(outbox, [sample('a', 2)])).map((r) => r.seq), [2]);
+  await outbox.close();
+  const db = new Database(path, { readonly: true });
+  t.teardown(() => db.close());
+  t.equal(db.pragma('user_version', { simple: true }), 2);
+});
+
+t.test('a file from a newer version is refused', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(join(dir, 'outbox.db'));
+  db.pragma('user_version = 3');
+  db.close();
+  const e = await SqliteOutbox.open({ path: join(dir, 'outbox.db'), workerExecArgv: ['--enable-source-maps'], minFreeBytes: 0 }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.ok(isFieldlinkError(e, 'OUTBOX_STORE_FAILED'), String(e));
 });
 
 t.test('a file that cannot be opened fails with OUTBOX_STORE_FAILED and leaves no worker behind', async (t) => {

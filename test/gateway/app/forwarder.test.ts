@@ -307,3 +307,88 @@ t.test('an aborted drain returns its stats instead of throwing', async (t) => {
   t.equal(stats.completed, false);
   t.equal((await outbox.stats()).depth, 3, 'nothing acked');
 });
+
+/** An open uplink that keeps every message it is given; with `hang`, no send ever resolves. */
+function capturingUplink(hang: boolean): Uplink & { sent: OutgoingMessage[] } {
+  const state = {
+    ...flakyUplink('timeout', 0),
+    isOpen: true,
+    sent: [] as OutgoingMessage[],
+    async open() {
+      state.isOpen = true;
+    },
+    send(m: OutgoingMessage): Promise<void> {
+      state.sent.push({ ...m, body: Buffer.from(m.body) });
+      return hang ? new Promise<void>(() => undefined) : Promise.resolve();
+    },
+  };
+  return state;
+}
+
+/** What must be identical in a resend. */
+function wire(m: OutgoingMessage) {
+  return { messageId: m.messageId, body: m.body.toString('base64'), contentType: m.contentType, contentEncoding: m.contentEncoding, properties: m.properties };
+}
+
+t.test('batches recorded before a crash are resent identically (same id, same bytes) after a restart with new settings, before any new batch', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-fwd-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const open = async () => {
+    const outbox = await within(WAIT, 'outbox open', SqliteOutbox.open({ path: join(dir, 'outbox.db'), clock: new FakeClock(), minFreeBytes: 0, workerExecArgv: ['--enable-source-maps'] }));
+    t.teardown(() => outbox.close());
+    return outbox;
+  };
+  const clock = new FakeClock();
+
+  // Run 1: two batches are recorded and sent; neither send ever resolves. Then the "crash".
+  const first = await open();
+  const readings = await appendNow(first, samples(1500));
+  const hung = capturingUplink(true);
+  void new Forwarder({ outbox: first, uplink: hung, clock, packer: { gatewayId: GATEWAY, encoding: 'json' }, maxInFlight: 2 })
+    .drain()
+    .catch(() => undefined);
+  await eventually(WAIT, 'two sends in flight', () => (hung.sent.length >= 2 ? true : undefined));
+  const recorded = await first.pendingBatches();
+  t.same(recorded.map((b) => b.messageId), hung.sent.map((m) => m.messageId), 'each batch was recorded before it was sent');
+  await first.close();
+
+  // Run 2: the same file, other settings (gzip, a bigger budget).
+  const second = await open();
+  t.same(await second.pendingBatches(), recorded, 'the records survived the restart');
+  const ok = capturingUplink(false);
+  const newPacker: PackerSettings = { gatewayId: GATEWAY, encoding: 'json+gzip', budgetUnits: 4 };
+  const stats = await within(WAIT, 'second drain', new Forwarder({ outbox: second, uplink: ok, clock, packer: newPacker }).drain());
+  t.equal(stats.completed, true);
+  t.ok(ok.sent.length > 2, `${ok.sent.length} messages`);
+  t.same(ok.sent.slice(0, 2).map(wire), hung.sent.map(wire), 'the recorded batches went first, byte-identical with the same ids');
+  t.ok(ok.sent.slice(2).every((m) => m.contentEncoding === 'gzip'), 'later batches use the new settings');
+  const firstNew = parseTelemetryMessageId(ok.sent[2]?.messageId ?? '');
+  const lastOld = parseTelemetryMessageId(ok.sent[1]?.messageId ?? '');
+  t.ok(firstNew !== undefined && lastOld !== undefined && firstNew.firstRowId > lastOld.lastRowId, 'new batches start after the last recorded one');
+  const delivered = ok.sent.flatMap((m) => decodeTelemetry(m.body, m.contentEncoding === 'gzip' ? 'gzip' : 'utf-8')).map((r) => `${r.source}#${r.seq}`);
+  t.same(delivered.sort(), readings.map((r) => `${r.source}#${r.seq}`).sort(), 'every reading exactly once');
+  t.equal(stats.rowsAcked, 1500);
+  t.equal((await second.stats()).depth, 0);
+  t.same(await second.pendingBatches(), [], 'acked batches left no record');
+});
+
+t.test('after a failed send the next pass resends the recorded batches unchanged', async (t) => {
+  const clock = new FakeClock();
+  const outbox = new MemoryOutbox();
+  await appendNow(outbox, samples(1500));
+  const sent: OutgoingMessage[] = [];
+  let calls = 0;
+  const uplink: Uplink = {
+    ...capturingUplink(false),
+    async send(m: OutgoingMessage) {
+      sent.push(m);
+      if (calls++ === 0) throw new UplinkErrorClass('throttled', { message: 'slow down' });
+    },
+  };
+  const { stats } = await driveDrain(clock, new Forwarder({ outbox, uplink, clock, packer, maxInFlight: 2, random: () => 0 }).drain(), 60_000);
+  t.equal(stats.completed, true);
+  t.equal(stats.failures.throttled, 1);
+  t.same(sent.slice(2, 4).map(wire), sent.slice(0, 2).map(wire), 'the failed window was resent identically');
+  t.equal((await outbox.stats()).depth, 0);
+  t.same(await outbox.pendingBatches(), []);
+});

@@ -10,6 +10,8 @@ import type { Outbox } from '../../../gateway/src/ports/outbox.js';
 import { within } from '../../helpers/deadline.js';
 
 export type OutboxFactory = (t: Test) => Promise<Outbox>;
+/** Opens an outbox and returns it with a way to close it and open the same store again. */
+export type ReopenableOutboxFactory = (t: Test) => Promise<{ outbox: Outbox; reopen: () => Promise<Outbox> }>;
 
 export function sample(source: string, value: number, alarm = false): Sample {
   return { source, kind: 'temperature', value, unit: 'Cel', ts: 1_700_000_000_000 + value, flags: alarm ? { alarm: true } : {} };
@@ -21,7 +23,74 @@ export async function appendNow(outbox: Outbox, samples: readonly Sample[]) {
   return readings;
 }
 
-export function outboxContract(t: Test, name: string, make: OutboxFactory): void {
+/** A batch record for `rows` (ids ascending), its plan a nested JSON value. */
+function batchOf(rows: readonly { id: number }[], tag: string) {
+  const ids = rows.map((r) => r.id);
+  const firstId = ids[0] ?? -1;
+  const lastId = ids.at(-1) ?? -1;
+  return { messageId: `m-${tag}-${firstId}-${lastId}`, firstId, lastId, rowCount: ids.length, plan: { tag, rowIds: ids, nested: { s: 'x', n: 1.5, ok: true } } };
+}
+
+export function outboxContract(t: Test, name: string, make: OutboxFactory, reopenable: ReopenableOutboxFactory): void {
+  t.test(`${name}: recorded batches are listed lowest firstId first, plans round-trip, re-recording replaces`, async (t) => {
+    const outbox = await make(t);
+    await appendNow(outbox, [sample('a', 1), sample('a', 2), sample('a', 3), sample('a', 4), sample('a', 5)]);
+    const { rows } = await outbox.peek(10);
+    const a = batchOf(rows.slice(0, 2), 'a');
+    const b = batchOf(rows.slice(2, 4), 'b');
+    t.same(await outbox.pendingBatches(), [], 'none at first');
+    await outbox.recordBatch(b);
+    await outbox.recordBatch(a);
+    t.same(await outbox.pendingBatches(), [a, b]);
+    const b2 = { ...b, plan: { tag: 'b2' } };
+    await outbox.recordBatch(b2);
+    t.same(await outbox.pendingBatches(), [a, b2], 'same messageId: replaced, not added');
+  });
+
+  t.test(`${name}: recordBatch commits by itself, without waiting for the append group commit`, async (t) => {
+    const outbox = await make(t);
+    await appendNow(outbox, [sample('a', 1)]);
+    const { rows } = await outbox.peek(10);
+    const pending = outbox.append([sample('a', 2)]);
+    await within(5000, 'recordBatch', outbox.recordBatch(batchOf(rows, 'a')));
+    t.equal((await outbox.pendingBatches()).length, 1);
+    await within(5000, 'flush', Promise.all([pending, outbox.flush()]));
+  });
+
+  t.test(`${name}: a batch record lives exactly as long as all its rows`, async (t) => {
+    const outbox = await make(t);
+    await appendNow(outbox, [1, 2, 3, 4, 5, 6, 7].map((v) => sample('a', v)));
+    const { rows } = await outbox.peek(10);
+    const ids = rows.map((r) => r.id);
+    const a = batchOf(rows.slice(0, 2), 'a');
+    const b = batchOf(rows.slice(2, 4), 'b');
+    const c = batchOf(rows.slice(4, 6), 'c');
+    for (const batch of [a, b, c]) await outbox.recordBatch(batch);
+    await outbox.ack([ids[6] ?? -1]);
+    t.same((await outbox.pendingBatches()).map((x) => x.messageId), [a, b, c].map((x) => x.messageId), 'acking a row of no batch keeps them all');
+    await outbox.ack(a.plan.rowIds);
+    t.same((await outbox.pendingBatches()).map((x) => x.messageId), [b.messageId, c.messageId], 'acking all its rows removes the batch');
+    await outbox.ack([ids[4] ?? -1]);
+    t.same((await outbox.pendingBatches()).map((x) => x.messageId), [b.messageId], 'losing one of its rows removes it too: it cannot be rebuilt');
+    await outbox.recordBatch({ ...batchOf(rows.slice(4, 6), 'late'), messageId: 'late' });
+    t.same((await outbox.pendingBatches()).map((x) => x.messageId), [b.messageId], 'a record whose rows are already short is not kept');
+    t.equal((await outbox.stats()).depth, 3, 'records are not rows');
+  });
+
+  t.test(`${name}: batch records survive close and reopen`, async (t) => {
+    const { outbox, reopen } = await reopenable(t);
+    await appendNow(outbox, [sample('a', 1), sample('a', 2), sample('a', 3)]);
+    const { rows } = await outbox.peek(10);
+    const a = batchOf(rows.slice(0, 1), 'a');
+    const b = batchOf(rows.slice(1, 3), 'b');
+    await outbox.recordBatch(a);
+    await outbox.recordBatch(b);
+    const again = await reopen();
+    t.same(await again.pendingBatches(), [a, b]);
+    await again.ack(a.plan.rowIds);
+    t.same(await again.pendingBatches(), [b]);
+  });
+
   t.test(`${name}: append assigns seq per source, from 1, in order`, async (t) => {
     const outbox = await make(t);
     const first = await appendNow(outbox, [sample('a', 1), sample('b', 2), sample('a', 3)]);
@@ -93,7 +162,8 @@ export function outboxContract(t: Test, name: string, make: OutboxFactory): void
     const outbox = await make(t);
     await outbox.close();
     await outbox.close();
-    const calls = [() => outbox.append([sample('a', 1)]), () => outbox.peek(1), () => outbox.ack([1]), () => outbox.stats(), () => outbox.flush()];
+    const calls: Array<() => Promise<unknown>> = [() => outbox.append([sample('a', 1)]), () => outbox.peek(1), () => outbox.ack([1]), () => outbox.stats(), () => outbox.flush()];
+    calls.push(() => outbox.recordBatch({ messageId: 'm', firstId: 1, lastId: 1, rowCount: 1, plan: {} }), () => outbox.pendingBatches());
     for (const call of calls) {
       const e = await call().then(() => undefined, (e: unknown) => e);
       t.ok(isFieldlinkError(e, 'OUTBOX_CLOSED'), String(e));
