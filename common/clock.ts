@@ -15,8 +15,11 @@ export interface Clock {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A negative or NaN delay is a bug in the caller's arithmetic, not a zero wait. */
-function badDelay(ms: number): RangeError | undefined {
-  return Number.isNaN(ms) || ms < 0 ? new RangeError(`delay must be non-negative, got ${ms}`) : undefined;
+/** Why a sleep must fail before it starts (a bad delay, or an already aborted signal), if it must. */
+function refusal(ms: number, signal: AbortSignal | undefined): { reason: unknown } | undefined {
+  if (Number.isNaN(ms) || ms < 0) return { reason: new RangeError(`delay must be non-negative, got ${ms}`) };
+  if (signal?.aborted) return { reason: signal.reason };
+  return undefined;
 }
 
 export const systemClock: Clock = {
@@ -24,9 +27,9 @@ export const systemClock: Clock = {
   monotonicMs: () => performance.now(),
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const invalid = badDelay(ms);
-      if (invalid !== undefined || signal?.aborted) {
-        reject(invalid ?? signal?.reason);
+      const refused = refusal(ms, signal);
+      if (refused) {
+        reject(refused.reason);
         return;
       }
       const deadline = performance.now() + ms;
@@ -88,9 +91,9 @@ export class FakeClock implements Clock {
 
   sleep(ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const invalid = badDelay(ms);
-      if (invalid !== undefined || signal?.aborted) {
-        reject(invalid ?? signal?.reason);
+      const refused = refusal(ms, signal);
+      if (refused) {
+        reject(refused.reason);
         return;
       }
       // Already due: resolve now rather than wait for an advance that a test may never make.
@@ -117,8 +120,8 @@ export class FakeClock implements Clock {
 
   /** Move both clocks forward by `ms`, waking every sleep that falls due on the way. */
   async advance(ms: number): Promise<void> {
-    const invalid = badDelay(ms);
-    if (invalid !== undefined) throw invalid;
+    const refused = refusal(ms, undefined);
+    if (refused) throw refused.reason;
     const target = this.#monotonic + ms;
     for (;;) {
       const next = this.#nextDue(target);

@@ -13,6 +13,7 @@ import deviceSdk from 'azure-iot-device';
 import deviceAmqp from 'azure-iot-device-amqp';
 import common from 'azure-iot-common';
 import { eventually, within } from '../../helpers/deadline.js';
+import type { HubFile } from '../../../cloud/hub/data-dir.js';
 
 type Test = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -108,16 +109,6 @@ function completeJsonLines(text: string): Record<string, unknown>[] {
 
 const mode = (file: string): number => statSync(file).mode & 0o777;
 
-interface HubJson {
-  hostName: string;
-  amqpPort: number;
-  httpsPort: number;
-  caFile: string;
-  certFile: string;
-  keyFile: string;
-  serviceConnectionString: string;
-  policies: { keyName: string; primaryKey: string; secondaryKey: string }[];
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'fieldlink-cli-'));
 // Every child still alive when the file ends — after a failed assertion too — is stopped, then
@@ -128,7 +119,8 @@ t.teardown(async () => {
 });
 const D = join(tmp, 'hub');
 const hubJsonPath = join(D, 'hub.json');
-const readHubJson = (): HubJson => JSON.parse(readFileSync(hubJsonPath, 'utf8')) as HubJson;
+// Parsed by hand, not through readHubFile: the test checks what is on disk, not what the hub reads back.
+const readHubJson = (): HubFile => JSON.parse(readFileSync(hubJsonPath, 'utf8')) as HubFile;
 
 /** The hub processes of this session, in start order (their output is scanned at the end). */
 const hubs: Child[] = [];
