@@ -29,6 +29,8 @@ export const errorCodes = {
   SENSOR_UNAVAILABLE: { retryable: true, summary: 'sensor is not connected' },
   SENSOR_COMMAND_REJECTED: { retryable: false, summary: 'sensor rejected the command' },
   EMULATOR_FAILED: { retryable: false, summary: 'sensor emulator could not start' },
+  BOOT_ID_UNREADABLE: { retryable: false, summary: 'the boot id cannot be read from /proc/sys/kernel/random/boot_id' },
+  CLOCK_SOURCE_UNAVAILABLE: { retryable: true, summary: 'the clock synchronisation source (systemd timedate1 over D-Bus) cannot be asked' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;
