@@ -96,6 +96,24 @@ export class MemoryOutbox implements Outbox {
       .map((b) => ({ ...b, plan: JSON.parse(b.plan as string) as unknown }));
   }
 
+  async rebaseUnsynced(bootId: string, offsetMs: number): Promise<number> {
+    this.#check();
+    if (!Number.isFinite(offsetMs)) throw new RangeError(`offsetMs must be finite, got ${offsetMs}`);
+    const batches = [...this.#state.batches.values()];
+    let changed = 0;
+    for (const row of this.#rows) {
+      const r = row.reading;
+      if (r.flags.clockUnsynced !== true || r.bootId !== bootId) continue;
+      if (batches.some((b) => row.id >= b.firstId && row.id <= b.lastId)) continue;
+      const { clockUnsynced: _flag, ...flags } = r.flags;
+      const { bootId: _boot, ...rest } = r;
+      row.reading = { ...rest, ts: r.ts + offsetMs, flags };
+      row.size = Buffer.byteLength(JSON.stringify(row.reading));
+      changed += 1;
+    }
+    return changed;
+  }
+
   /** A batch lives exactly as long as all its rows (ports/outbox.ts). */
   #pruneBatches(): void {
     for (const [id, b] of this.#state.batches) {

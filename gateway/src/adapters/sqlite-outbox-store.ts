@@ -4,9 +4,9 @@
  * the benchmark also drives it directly. docs/outbox.md explains the guarantees.
  */
 import Database from 'better-sqlite3';
-import type { Reading, Sample } from '../../../sensors/contract/reading.js';
+import type { Reading } from '../../../sensors/contract/reading.js';
 import type { OutboxCounters, OutboxRow } from '../ports/outbox.js';
-import type { StoreOptions, StoreStats, StoredBatch } from './sqlite-outbox-protocol.js';
+import { withSeq, type AppendGroup, type StoreOptions, type StoreStats, type StoredBatch } from './sqlite-outbox-protocol.js';
 
 /**
  * Schema migrations: MIGRATIONS[v] takes a file from user_version v to v + 1, in one
@@ -70,6 +70,15 @@ function prepareStatements(db: Database.Database) {
     ),
     batches: db.prepare('SELECT message_id, first_id, last_id, row_count, plan FROM batches ORDER BY first_id, message_id'),
     batchCount: db.prepare('SELECT count(*) FROM batches'),
+    // Candidates for rebaseUnsynced: flagged rows of the boot outside every recorded batch. The
+    // instr() test is a cheap necessary condition (bodies are written by JSON.stringify).
+    unsynced: db.prepare(
+      `SELECT id, size, body FROM readings r WHERE id > ? AND instr(body, '"clockUnsynced":true') > 0
+         AND json_extract(body, '$.flags.clockUnsynced') = 1 AND json_extract(body, '$.bootId') = ?
+         AND NOT EXISTS (SELECT 1 FROM batches b WHERE b.first_id <= r.id AND b.last_id >= r.id)
+       ORDER BY id LIMIT ?`,
+    ),
+    setBody: db.prepare('UPDATE readings SET size = ?, body = ? WHERE id = ?'),
     // A batch lives exactly as long as all its rows (ports/outbox.ts).
     pruneBatches: db.prepare('DELETE FROM batches WHERE row_count > (SELECT count(*) FROM readings WHERE id BETWEEN batches.first_id AND batches.last_id)'),
   };
@@ -87,6 +96,8 @@ export class SqliteOutboxStore {
   readonly #elapsedAtOpen: number;
   readonly #monoAtOpen: number;
   readonly #stmt: ReturnType<typeof prepareStatements>;
+  /** One transaction wrapper for every write (`.immediate(fn)`), built once. */
+  readonly #tx: Database.Transaction<(fn: () => void) => void>;
 
   constructor(opts: StoreOptions, monoMs: number) {
     this.#opts = opts;
@@ -113,6 +124,7 @@ export class SqliteOutboxStore {
         }).immediate();
       }
       this.#stmt = prepareStatements(db);
+      this.#tx = db.transaction((fn: () => void) => fn());
       const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM readings').get() as { n: number; b: number };
       this.#depth = totals.n;
       this.#bytes = totals.b;
@@ -146,36 +158,52 @@ export class SqliteOutboxStore {
     return Math.min(this.#opts.maxBytes, this.#bytes + freeBytes - this.#opts.minFreeBytes);
   }
 
-  /** One group commit: assigns seq, inserts, evicts to the bounds, expires; all in one transaction. */
-  append(samples: readonly Sample[], monoMs: number, freeBytes: number | undefined): Reading[] {
+  /**
+   * One group commit: assigns seq, inserts, evicts to the bounds, expires; all in one
+   * transaction. Returns the seq given to each row, in order.
+   */
+  append(group: AppendGroup, monoMs: number, freeBytes: number | undefined): Float64Array {
     const now = this.#now(monoMs);
     const budget = this.#budget(freeBytes);
-    const touched = new Map<string, number>();
-    const out: Reading[] = [];
+    const { sources, meta, json } = group;
+    const n = meta.length / 3;
+    // The rows' JSON are '\n'-separated in one string: walked in place, not split.
+    if (!Number.isInteger(n) || (json.length === 0) !== (n === 0)) throw new Error(`malformed append group: ${meta.length} meta values`);
+    // The last seq of each source of the group, by its index in `sources`.
+    const last = sources.map((source) => this.#seqs.get(source) ?? 0);
+    const seqs = new Float64Array(n);
     let removed = 0;
     this.#transact(() => {
-      for (const sample of samples) {
-        const seq = (touched.get(sample.source) ?? this.#seqs.get(sample.source) ?? 0) + 1;
-        touched.set(sample.source, seq);
-        const reading: Reading = { ...sample, seq };
-        const body = JSON.stringify(reading);
-        const size = Buffer.byteLength(body);
-        this.#stmt.insert.run(reading.flags.alarm === true ? 1 : 0, size, now, body);
-        this.#depth += 1;
-        this.#bytes += size;
-        out.push(reading);
+      const insert = this.#stmt.insert;
+      let bytes = 0;
+      let start = 0;
+      for (let i = 0, m = 0; i < n; i++, m += 3) {
+        let end = json.indexOf('\n', start);
+        if (end < 0) end = json.length;
+        if ((end === json.length) !== (i === n - 1)) throw new Error(`malformed append group: not ${n} rows`);
+        const k = meta[m] ?? 0;
+        const seq = (last[k] ?? 0) + 1;
+        last[k] = seq;
+        seqs[i] = seq;
+        const body = withSeq(json, start, end, seq);
+        const size = (meta[m + 2] ?? 0) + body.length - (end - start);
+        insert.run(meta[m + 1] ?? 0, size, now, body);
+        bytes += size;
+        start = end + 1;
       }
-      for (const [source, seq] of touched) this.#stmt.setSeq.run(source, seq);
-      this.#bump('appended', samples.length);
+      this.#depth += n;
+      this.#bytes += bytes;
+      for (let k = 0; k < sources.length; k++) this.#stmt.setSeq.run(sources[k], last[k]);
+      this.#bump('appended', n);
       this.#stmt.setElapsed.run(now);
       removed += this.#expire(now);
       removed += this.#evictTo(budget);
       if (removed > 0) this.#pruneBatches();
     });
-    for (const [source, seq] of touched) this.#seqs.set(source, seq);
+    for (let k = 0; k < sources.length; k++) this.#seqs.set(sources[k] ?? '', last[k] ?? 0);
     this.#commits += 1;
     if (removed > 0) this.#reclaim();
-    return out;
+    return seqs;
   }
 
   peek(limit: number, maxBytes: number | undefined, monoMs: number): OutboxRow[] {
@@ -227,6 +255,35 @@ export class SqliteOutboxStore {
     });
   }
 
+  /**
+   * Re-bases the boot-relative readings of `bootId` to wall time (ports/outbox.ts): ts +=
+   * offsetMs, without `clockUnsynced` and `bootId`; rows of recorded batches are skipped. One
+   * transaction; returns how many rows changed.
+   */
+  rebaseUnsynced(bootId: string, offsetMs: number): number {
+    let changed = 0;
+    this.#transact(() => {
+      let after = 0;
+      for (;;) {
+        const rows = this.#stmt.unsynced.all(after, bootId, SCAN_CHUNK) as { id: number; size: number; body: string }[];
+        for (const row of rows) {
+          after = row.id;
+          const reading = JSON.parse(row.body) as Reading;
+          if (reading.flags.clockUnsynced !== true || reading.bootId !== bootId) continue;
+          const { clockUnsynced: _flag, ...flags } = reading.flags;
+          const { bootId: _boot, ...rest } = reading;
+          const body = JSON.stringify({ ...rest, ts: reading.ts + offsetMs, flags } satisfies Reading);
+          const size = Buffer.byteLength(body);
+          this.#stmt.setBody.run(size, body, row.id);
+          this.#bytes += size - row.size;
+          changed += 1;
+        }
+        if (rows.length < SCAN_CHUNK) break;
+      }
+    });
+    return changed;
+  }
+
   pendingBatches(): StoredBatch[] {
     const rows = this.#stmt.batches.all() as { message_id: string; first_id: number; last_id: number; row_count: number; plan: string }[];
     return rows.map((r) => ({ messageId: r.message_id, firstId: r.first_id, lastId: r.last_id, rowCount: r.row_count, plan: r.plan }));
@@ -257,7 +314,7 @@ export class SqliteOutboxStore {
   #transact(fn: () => void): void {
     const saved = { depth: this.#depth, bytes: this.#bytes, counters: { ...this.#counters } };
     try {
-      this.#db.transaction(fn).immediate();
+      this.#tx.immediate(fn);
     } catch (e) {
       this.#depth = saved.depth;
       this.#bytes = saved.bytes;

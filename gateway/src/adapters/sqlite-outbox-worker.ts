@@ -22,7 +22,7 @@ function handle(request: StoreRequest): StoreResults[StoreRequest['op']] {
       store = new SqliteOutboxStore(request.options, request.monoMs);
       return null;
     case 'append':
-      return opened().append(request.samples, request.monoMs, request.freeBytes).map((r) => r.seq);
+      return opened().append(request.group, request.monoMs, request.freeBytes);
     case 'peek':
       return opened().peek(request.limit, request.maxBytes, request.monoMs);
     case 'ack':
@@ -34,6 +34,8 @@ function handle(request: StoreRequest): StoreResults[StoreRequest['op']] {
       return null;
     case 'pendingBatches':
       return opened().pendingBatches();
+    case 'rebaseUnsynced':
+      return opened().rebaseUnsynced(request.bootId, request.offsetMs);
     case 'close':
       store?.close(request.monoMs);
       store = undefined;
@@ -53,6 +55,8 @@ port.on('message', (envelope: RequestEnvelope) => {
       error: typeof err.code === 'string' ? { message: String(err.message), sqliteCode: err.code } : { message: String(err.message) },
     };
   }
-  port.postMessage(response);
+  // The seqs of an append travel as a transferred buffer, not a copy.
+  if (response.ok && response.result instanceof Float64Array) port.postMessage(response, [response.result.buffer as ArrayBuffer]);
+  else port.postMessage(response);
   if (envelope.request.op === 'close') port.close();
 });

@@ -1,7 +1,8 @@
 /**
- * The outbox on SQLite (design §4, docs/outbox.md). Appends are buffered here, on the event-loop
- * thread, and committed as one transaction every `commitIntervalMs` of the injected clock (or
- * sooner when `maxBatchRows` are waiting); the SQLite work itself runs in a worker thread.
+ * The outbox on SQLite (design §4, docs/outbox.md). Appends are serialised and buffered here, on
+ * the event-loop thread, and committed as one transaction every `commitIntervalMs` of the
+ * injected clock (or sooner when `maxBatchRows` are waiting); the SQLite work itself runs in a
+ * worker thread, which receives each group as one string (sqlite-outbox-protocol.ts).
  */
 import { statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,7 +12,7 @@ import { FieldlinkError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { Reading, Sample } from '../../../sensors/contract/reading.js';
 import type { BatchRecord, Outbox, OutboxPeekOptions, OutboxRow, OutboxStats } from '../ports/outbox.js';
-import type { RequestEnvelope, ResponseEnvelope, StoreOptions, StoreRequest, StoreResults } from './sqlite-outbox-protocol.js';
+import { AppendGroupBuilder, type RequestEnvelope, type ResponseEnvelope, type StoreOptions, type StoreRequest, type StoreResults } from './sqlite-outbox-protocol.js';
 
 /** Free space of the file system holding `path`, as `fs.statfsSync` reports it. */
 export type Statfs = (path: string) => { bavail: number; bsize: number };
@@ -82,7 +83,8 @@ export class SqliteOutbox implements Outbox {
   readonly #inFlight = new Map<number, InFlight>();
   #nextId = 1;
   #pending: PendingAppend[] = [];
-  #pendingRows = 0;
+  /** The pending samples, already serialised (same order as #pending). */
+  #group = new AppendGroupBuilder();
   #timer: AbortController | undefined;
   #lastCommit: Promise<void> = Promise.resolve();
   #closed = false;
@@ -139,10 +141,14 @@ export class SqliteOutbox implements Outbox {
     const refused = this.#refusal();
     if (refused !== undefined) return Promise.reject(refused);
     if (samples.length === 0) return Promise.resolve([]);
+    try {
+      this.#group.add(samples);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise((resolve, reject) => {
       this.#pending.push({ samples: [...samples], resolve, reject });
-      this.#pendingRows += samples.length;
-      if (this.#pendingRows >= this.#maxBatchRows) void this.#commit();
+      if (this.#group.rows >= this.#maxBatchRows) void this.#commit();
       else if (this.#timer === undefined) this.#arm();
     });
   }
@@ -162,7 +168,7 @@ export class SqliteOutbox implements Outbox {
   async stats(): Promise<OutboxStats> {
     this.#throwIfRefused();
     const s = await this.#request({ op: 'stats', monoMs: this.#clock.monotonicMs() });
-    return { ...s, pending: this.#pendingRows };
+    return { ...s, pending: this.#group.rows };
   }
 
   /** Commits at once (its own transaction, not the append group commit). */
@@ -177,6 +183,17 @@ export class SqliteOutbox implements Outbox {
     this.#throwIfRefused();
     const records = await this.#request({ op: 'pendingBatches' });
     return records.map((r) => ({ ...r, plan: JSON.parse(r.plan) as unknown }));
+  }
+
+  /**
+   * Commits what is pending first (without waiting for it: the worker handles requests in
+   * order), so readings handed to `append` before this call are re-based too.
+   */
+  async rebaseUnsynced(bootId: string, offsetMs: number): Promise<number> {
+    this.#throwIfRefused();
+    if (!Number.isFinite(offsetMs)) throw new RangeError(`offsetMs must be finite, got ${offsetMs}`);
+    void this.#commit();
+    return this.#request({ op: 'rebaseUnsynced', bootId, offsetMs });
   }
 
   async flush(): Promise<void> {
@@ -230,9 +247,8 @@ export class SqliteOutbox implements Outbox {
     const group = this.#pending;
     if (group.length === 0) return this.#lastCommit;
     this.#pending = [];
-    this.#pendingRows = 0;
-    const samples = group.flatMap((g) => g.samples);
-    const commit = this.#request({ op: 'append', samples, monoMs: this.#clock.monotonicMs(), freeBytes: this.#freeBytes() }).then(
+    const rows = this.#group.take();
+    const commit = this.#request({ op: 'append', group: rows, monoMs: this.#clock.monotonicMs(), freeBytes: this.#freeBytes() }).then(
       (seqs) => {
         let at = 0;
         for (const g of group) g.resolve(g.samples.map((sample) => ({ ...sample, seq: seqs[at++] ?? Number.NaN })));
@@ -287,6 +303,6 @@ export class SqliteOutbox implements Outbox {
     this.#inFlight.clear();
     for (const g of this.#pending) g.reject(this.#failure);
     this.#pending = [];
-    this.#pendingRows = 0;
+    this.#group = new AppendGroupBuilder();
   }
 }

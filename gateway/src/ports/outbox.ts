@@ -77,6 +77,8 @@ export interface OutboxStats {
  *   fewer than `rowCount` such rows remain; acking all of a batch's rows therefore removes it
  *   in the same transaction. A record whose rows are already short when recorded is not kept.
  *   So every listed record can be rebuilt from the rows it names.
+ * - `rebaseUnsynced` turns boot-relative timestamps into wall-clock ones once the clock is
+ *   trusted within the same boot (design §4, clock); see its own comment.
  * - `flush` commits whatever is pending now; `close` flushes and releases the store. Every call
  *   after `close` rejects with OUTBOX_CLOSED.
  */
@@ -88,6 +90,22 @@ export interface Outbox {
   stats(): Promise<OutboxStats>;
   recordBatch(batch: BatchRecord): Promise<void>;
   pendingBatches(): Promise<readonly BatchRecord[]>;
+  /**
+   * The wall clock became trusted during boot `bootId`, and wall time = boot-relative time +
+   * `offsetMs`. Every stored reading with `flags.clockUnsynced` and this `bootId` gets
+   * `ts += offsetMs`, loses the `clockUnsynced` flag (the key is removed; `alarm` stays) and
+   * loses `bootId`; its stored size follows the new body. Resolves with how many rows changed,
+   * once that change has committed (one transaction, which survives a crash like a commit).
+   *
+   * - Readings handed to `append` before this call are covered: their group is committed first
+   *   (their `append` promises resolve with the readings as appended, still unsynced).
+   * - Rows of a recorded batch (an id in [firstId, lastId] of a record `pendingBatches` lists)
+   *   are left as they are: a resend must be byte-identical to the message that may already
+   *   have reached IoT Hub, so those readings go out with their boot-relative `ts` and flag.
+   * - Readings of other boots are not touched (their offset is unknown: they stay flagged).
+   * - `seq`, row ids and the order of rows do not change.
+   */
+  rebaseUnsynced(bootId: string, offsetMs: number): Promise<number>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }

@@ -141,6 +141,31 @@ t.test('seq per source keeps increasing across close and reopen, also when drain
   t.same(stats.counters, { appended: 6, sent: 3, evicted: 0, evictedAlarms: 0, expired: 0 }, 'counters persisted');
 });
 
+t.test('a row stores the reading as JSON with seq last and its UTF-8 size; a sample that cannot be serialised fails only its own append', async (t) => {
+  const dir = tempDir(t);
+  const outbox = await openOutbox(t, { dir });
+  const samples: Sample[] = [
+    { source: 'ble:AA:01/température', kind: 'skin_temperature', value: 33.25, unit: '°C\n"x"', ts: 1_700_000_000_123, deviceSeq: 7, flags: { alarm: true } },
+    { source: 'ble:AA:01/température', kind: 'skin_temperature', value: -0.5, unit: 'Cel', ts: 12, flags: { clockUnsynced: true }, bootId: 'b-1' },
+    { ...sample('a', 1), seq: 99 } as Sample,
+  ];
+  const bad = outbox.append([sample('a', 2), { ...sample('a', 3), value: 1n as unknown as number }]).then(() => undefined, (e: unknown) => e);
+  const good = outbox.append(samples);
+  await outbox.flush();
+  t.type(await bad, TypeError, 'the unserialisable append rejects');
+  const readings = await good;
+  t.same(readings.map((r) => r.seq), [1, 2, 1], 'its neighbours commit; the bad append took no seq');
+  await outbox.close();
+  const db = new Database(join(dir, 'outbox.db'), { readonly: true });
+  t.teardown(() => db.close());
+  const rows = db.prepare('SELECT alarm, size, body FROM readings ORDER BY id').all() as { alarm: number; size: number; body: string }[];
+  const { seq: _, ...third } = samples[2] as Sample & { seq: number };
+  const expected = [{ ...samples[0], seq: 1 }, { ...samples[1], seq: 2 }, { ...third, seq: 1 }].map((r) => JSON.stringify(r));
+  t.same(rows.map((r) => r.body), expected, 'JSON.stringify({ ...sample, seq }); a seq passed in is replaced');
+  t.same(rows.map((r) => r.size), expected.map((b) => Buffer.byteLength(b)), 'size in UTF-8 bytes');
+  t.same(rows.map((r) => r.alarm), [1, 0, 0]);
+});
+
 t.test('group commit: appends resolve only when their group commits, many appends share one commit', async (t) => {
   const clock = new FakeClock();
   const outbox = await openOutbox(t, { clock, commitIntervalMs: 500, maxBatchRows: 1000 });

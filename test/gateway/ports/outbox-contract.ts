@@ -17,6 +17,11 @@ export function sample(source: string, value: number, alarm = false): Sample {
   return { source, kind: 'temperature', value, unit: 'Cel', ts: 1_700_000_000_000 + value, flags: alarm ? { alarm: true } : {} };
 }
 
+/** A sample taken while the wall clock was untrusted: `ts` counts from boot `bootId`. */
+export function unsyncedSample(source: string, value: number, bootId: string, alarm = false): Sample {
+  return { source, kind: 'temperature', value, unit: 'Cel', ts: 1000 + value, flags: alarm ? { alarm: true, clockUnsynced: true } : { clockUnsynced: true }, bootId };
+}
+
 /** Appends and forces the group commit, so tests need not wait for the interval. */
 export async function appendNow(outbox: Outbox, samples: readonly Sample[]) {
   const [readings] = await within(5000, 'append + flush', Promise.all([outbox.append(samples), outbox.flush()]));
@@ -89,6 +94,69 @@ export function outboxContract(t: Test, name: string, make: OutboxFactory, reope
     t.same(await again.pendingBatches(), [a, b]);
     await again.ack(a.plan.rowIds);
     t.same(await again.pendingBatches(), [b]);
+  });
+
+  t.test(`${name}: rebaseUnsynced re-bases only that boot's flagged readings, keeps alarm, counts, keeps sizes right`, async (t) => {
+    const outbox = await make(t);
+    const offset = 1_790_000_000_000;
+    await appendNow(outbox, [
+      unsyncedSample('a', 1, 'boot-1'),
+      sample('a', 2),
+      unsyncedSample('a', 3, 'boot-2'),
+      unsyncedSample('b', 4, 'boot-1', true),
+      { ...sample('a', 5), bootId: 'boot-1' },
+    ]);
+    const before = (await outbox.peek(10)).rows;
+    t.equal(await outbox.rebaseUnsynced('boot-1', offset), 2, 'returns how many rows changed');
+    const after = (await outbox.peek(10)).rows;
+    t.same(after.map((r) => r.id), before.map((r) => r.id), 'ids and order kept');
+    t.strictSame(after.map((r) => r.reading), [
+      { source: 'a', kind: 'temperature', value: 1, unit: 'Cel', ts: offset + 1001, flags: {}, seq: 1 },
+      before[1]?.reading,
+      before[2]?.reading,
+      { source: 'b', kind: 'temperature', value: 4, unit: 'Cel', ts: offset + 1004, flags: { alarm: true }, seq: 1 },
+      before[4]?.reading,
+    ], 'flag and bootId dropped, alarm kept; other boots, synced readings untouched');
+    const stats = await outbox.stats();
+    t.equal(stats.bytes, after.reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r.reading)), 0), 'stored sizes follow the new bodies');
+    t.equal(stats.depth, 5);
+    t.equal(await outbox.rebaseUnsynced('boot-1', offset), 0, 'a second call finds nothing');
+    t.equal(await outbox.rebaseUnsynced('boot-9', offset), 0, 'unknown boot');
+    const e = await outbox.rebaseUnsynced('boot-2', Number.NaN).then(() => undefined, (e: unknown) => e);
+    t.type(e, RangeError, 'a non-finite offset is refused');
+    t.strictSame((await outbox.peek(10)).rows[2]?.reading, before[2]?.reading, 'and changes nothing');
+  });
+
+  t.test(`${name}: rebaseUnsynced leaves the rows of recorded batches byte-identical`, async (t) => {
+    const outbox = await make(t);
+    await appendNow(outbox, [1, 2, 3, 4].map((v) => unsyncedSample('a', v, 'boot-1')));
+    const { rows } = await outbox.peek(10);
+    const batch = batchOf(rows.slice(1, 3), 'b');
+    await outbox.recordBatch(batch);
+    t.equal(await outbox.rebaseUnsynced('boot-1', 5000), 2);
+    const after = (await outbox.peek(10)).rows;
+    t.same(after.map((r) => r.reading.ts), [6001, 1002, 1003, 6004]);
+    t.strictSame(after.slice(1, 3), rows.slice(1, 3), 'batch rows unchanged');
+    t.same(await outbox.pendingBatches(), [batch], 'the record stays');
+  });
+
+  t.test(`${name}: rebaseUnsynced covers readings appended but not yet committed`, async (t) => {
+    const outbox = await make(t);
+    const appended = outbox.append([unsyncedSample('a', 1, 'boot-1'), unsyncedSample('a', 2, 'boot-1')]);
+    t.equal(await within(5000, 'rebase', outbox.rebaseUnsynced('boot-1', 10_000)), 2);
+    const readings = await within(5000, 'append', appended);
+    t.same(readings.map((r) => [r.seq, r.ts, r.flags.clockUnsynced]), [[1, 1001, true], [2, 1002, true]], 'append resolves with the readings as appended');
+    t.same((await outbox.peek(10)).rows.map((r) => [r.reading.seq, r.reading.ts, r.reading.flags.clockUnsynced, r.reading.bootId]), [[1, 11_001, undefined, undefined], [2, 11_002, undefined, undefined]]);
+  });
+
+  t.test(`${name}: a rebase survives close and reopen`, async (t) => {
+    const { outbox, reopen } = await reopenable(t);
+    await appendNow(outbox, [unsyncedSample('a', 1, 'boot-1'), unsyncedSample('a', 2, 'boot-2')]);
+    t.equal(await outbox.rebaseUnsynced('boot-1', 100), 1);
+    const again = await reopen();
+    t.same((await again.peek(10)).rows.map((r) => [r.reading.ts, r.reading.bootId ?? null]), [[1101, null], [1002, 'boot-2']]);
+    const { bytes } = await again.stats();
+    t.equal(bytes, (await again.peek(10)).rows.reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r.reading)), 0), 'sizes after reopen');
   });
 
   t.test(`${name}: append assigns seq per source, from 1, in order`, async (t) => {
@@ -164,6 +232,7 @@ export function outboxContract(t: Test, name: string, make: OutboxFactory, reope
     await outbox.close();
     const calls: Array<() => Promise<unknown>> = [() => outbox.append([sample('a', 1)]), () => outbox.peek(1), () => outbox.ack([1]), () => outbox.stats(), () => outbox.flush()];
     calls.push(() => outbox.recordBatch({ messageId: 'm', firstId: 1, lastId: 1, rowCount: 1, plan: {} }), () => outbox.pendingBatches());
+    calls.push(() => outbox.rebaseUnsynced('boot-1', 1));
     for (const call of calls) {
       const e = await call().then(() => undefined, (e: unknown) => e);
       t.ok(isFieldlinkError(e, 'OUTBOX_CLOSED'), String(e));
