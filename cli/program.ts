@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerHubCommands } from '../cloud/hub/cli.js';
 import { registerEmulateCommands } from '../sensors/serial-thermostat/cli.js';
+import { registerGatewayCommand } from '../gateway/src/cli.js';
 import { registerDemoCommand } from './demo.js';
 
 /**
@@ -10,7 +11,7 @@ import { registerDemoCommand } from './demo.js';
  */
 export type CommandRegistrar = (program: Command) => void;
 
-export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands, registerEmulateCommands, registerDemoCommand];
+export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands, registerGatewayCommand, registerEmulateCommands, registerDemoCommand];
 
 function packageVersion(): string {
   // Read at runtime rather than imported: dist/cli/program.js sits two levels below the root,

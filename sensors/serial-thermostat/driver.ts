@@ -252,7 +252,9 @@ export class SerialThermostat implements SensorSource {
         const e = err as { disconnected?: boolean; message?: string } | null | undefined;
         finish(e?.disconnected ? `disconnected: ${e.message ?? 'device gone'}` : (e?.message ?? 'closed'));
       });
-      signal.addEventListener('abort', onAbort, { once: true });
+      // Aborted while the port was opening: no abort event will come, close it now.
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 

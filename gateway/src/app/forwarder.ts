@@ -110,11 +110,17 @@ export class Forwarder {
   readonly #maxInFlight: number;
   /** Consecutive failures per backoff family; reset by a success. */
   #attempts = { throttle: 0, auth: 0, network: 0 };
+  /**
+   * Messages allowed in flight now: back to one after throttling (each extra message in flight
+   * would only be refused too), then one more per accepted message up to maxInFlight.
+   */
+  #window: number;
 
   constructor(opts: ForwarderOptions) {
     this.#o = opts;
     this.#maxInFlight = opts.maxInFlight ?? forwarderDefaults.maxInFlight;
     if (!Number.isInteger(this.#maxInFlight) || this.#maxInFlight < 1) throw new RangeError(`maxInFlight must be a positive integer, got ${this.#maxInFlight}`);
+    this.#window = this.#maxInFlight;
   }
 
   /** Sends until the outbox is empty (or `signal` aborts); outbox failures are thrown. */
@@ -185,7 +191,7 @@ export class Forwarder {
     };
     for (;;) {
       // Fill the window while nothing has failed.
-      while (failure === undefined && !drained && window.length < this.#maxInFlight) {
+      while (failure === undefined && !drained && window.length < this.#window) {
         const next = recorded[0];
         const limit = inFlightRows + Math.max(peekRows, next?.rowCount ?? 0);
         const { rows } = await outbox.peek(limit);
@@ -241,6 +247,7 @@ export class Forwarder {
       stats.messagesSent++;
       stats.readingsSent += head.readings;
       this.#attempts = { throttle: 0, auth: 0, network: 0 };
+      this.#window = Math.min(this.#maxInFlight, this.#window + 1);
     }
   }
 
@@ -266,6 +273,7 @@ export class Forwarder {
         break;
       }
       case 'throttled':
+        this.#window = 1;
         ms = this.#backoff('throttle', this.#o.throttle ?? forwarderDefaults.throttle);
         log?.warn({ err, waitMs: ms }, 'IoT Hub throttled the gateway; backing off');
         break;

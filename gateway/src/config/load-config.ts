@@ -7,7 +7,8 @@
  * validation: FIELDLINK_CONNECTION_STRING (wins over the file's connectionString /
  * connectionStringFile), FIELDLINK_DATA_DIR.
  *
- * Config files are JSON only: no YAML parser is a dependency of this package.
+ * Config files are JSON, or YAML when the name ends in .yaml/.yml (field engineers edit the file
+ * on the device, and YAML takes comments); both go through the same schema.
  *
  * The connection string is a secret: it is a non-enumerable property of the returned config, so
  * JSON.stringify and pino leave it out, no error message quotes it, and `describeConfig` gives
@@ -15,6 +16,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import YAML from 'yaml';
 import { deepFreeze, loadConfig, readJsonConfigFile, type ConfigProblem, type DeepReadonly } from '../../../common/config.js';
 import { FieldlinkError, isFieldlinkError } from '../../../common/errors.js';
 import {
@@ -114,6 +116,7 @@ export function parseGatewayConfig(input: unknown, source: string, baseDir: stri
   const out: JsonObject = {
     ...(structuredClone(config) as unknown as JsonObject),
     dataDir: resolve(baseDir, config.dataDir),
+    ...(config.caFile === undefined ? {} : { caFile: resolve(baseDir, config.caFile) }),
   };
   delete out.connectionString;
   if (connectionStringFile !== undefined) out.connectionStringFile = connectionStringFile;
@@ -138,10 +141,35 @@ function readSecretFile(path: string): string {
   return value;
 }
 
-/** Read, validate and freeze the config file at `path` (JSON). */
+/** YAML for people editing on the device, JSON for tools; the extension decides. */
+function readConfigDocument(path: string): unknown {
+  if (!/\.ya?ml$/i.test(path)) return readJsonConfigFile(path);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String((cause as Error).message);
+    throw new FieldlinkError('CONFIG_UNREADABLE', { message: `cannot read config file ${path}: ${why}`, cause, details: { path } });
+  }
+  try {
+    // uniqueKeys: a key written twice is a mistake, not "the last one wins".
+    return YAML.parse(text, { uniqueKeys: true, prettyErrors: true }) as unknown;
+  } catch (cause) {
+    const pos = cause instanceof YAML.YAMLError ? cause.linePos?.[0] : undefined;
+    const first = (cause instanceof Error ? cause.message : String(cause)).split('\n')[0] ?? '';
+    throw new FieldlinkError('CONFIG_UNREADABLE', {
+      message: `config file ${path} is not valid YAML${pos === undefined ? '' : ` (line ${pos.line}, column ${pos.col})`}: ${first}`,
+      cause,
+      details: { path },
+    });
+  }
+}
+
+/** Read, validate and freeze the config file at `path` (JSON, or YAML for .yaml/.yml). */
 export function loadGatewayConfig(path: string, opts: LoadGatewayConfigOptions = {}): LoadedGatewayConfig {
   const absolute = resolve(path);
-  return parseGatewayConfig(readJsonConfigFile(absolute), `config file ${absolute}`, dirname(absolute), opts);
+  return parseGatewayConfig(readConfigDocument(absolute), `config file ${absolute}`, dirname(absolute), opts);
 }
 
 /** A log-safe view of the config: everything but the connection string's value. */

@@ -83,6 +83,12 @@ export type SourceConfig =
   | { readonly id: string; readonly family: 'firmata'; readonly path: string; readonly baudRate: number }
   | { readonly id: string; readonly family: 'ble'; readonly adapter: string };
 
+export interface ClockTrustConfig {
+  readonly source: 'timedate1' | 'assume';
+  /** How often timedate1 is asked (it does not reliably signal the change). */
+  readonly pollIntervalS: number;
+}
+
 /** The whole config file, after defaults. */
 export interface GatewayConfig {
   readonly gatewayId: string;
@@ -91,6 +97,13 @@ export interface GatewayConfig {
   /** A file holding the connection string (mode 0600), read at boot. */
   readonly connectionStringFile?: string;
   readonly dataDir: string;
+  /** PEM file of a CA to trust for the hub's TLS certificate (the local hub's); Azure needs none. */
+  readonly caFile?: string;
+  /**
+   * Where the gateway learns that the wall clock is right: `timedate1` (systemd over D-Bus, the
+   * Pi) or `assume` (a machine whose clock is known good: development, the demo).
+   */
+  readonly clockTrust: ClockTrustConfig;
   readonly sources: readonly SourceConfig[];
   readonly settings: GatewaySettings;
 }
@@ -122,8 +135,8 @@ const settingsBody = {
         firmata: samplingSchema(10, 60),
       },
     },
-    checkInIntervalS: { type: 'integer', minimum: 60, maximum: 604_800, default: 3_600 },
-    onlineWindowS: { type: 'integer', minimum: 10, maximum: 86_400, default: 120 },
+    checkInIntervalS: { type: 'integer', minimum: 10, maximum: 604_800, default: 3_600 },
+    onlineWindowS: { type: 'integer', minimum: 2, maximum: 86_400, default: 120 },
     outbox: {
       type: 'object',
       additionalProperties: false,
@@ -190,6 +203,16 @@ export const gatewayConfigSchema = {
     connectionString: { type: 'string', minLength: 1 },
     connectionStringFile: { type: 'string', minLength: 1 },
     dataDir: { type: 'string', minLength: 1, default: '/var/lib/fieldlink' },
+    caFile: { type: 'string', minLength: 1 },
+    clockTrust: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        source: { enum: ['timedate1', 'assume'], default: 'timedate1' },
+        pollIntervalS: { type: 'integer', minimum: 1, maximum: 3600, default: 30 },
+      },
+    },
     sources: {
       type: 'array',
       default: [],

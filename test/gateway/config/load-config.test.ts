@@ -175,7 +175,7 @@ t.test('desired properties reconcile against the gateway schema', async (t) => {
   t.same(Object.keys(r1.state.effective.pairings).sort(), ['AA:BB:CC:DD:EE:01', 'AA:BB:CC:DD:EE:02']);
   t.ok(Object.isFrozen(r1.state.effective), 'effective settings are frozen');
 
-  const r2 = applyDesiredPatch(r1.state, { $version: 3, packer: { budgetUnits: 0 }, pairings: ['AA:BB:CC:DD:EE:03'], checkInIntervalS: 30, alarms: { heart_rate: { min: 200 } } }, validateSettings);
+  const r2 = applyDesiredPatch(r1.state, { $version: 3, packer: { budgetUnits: 0 }, pairings: ['AA:BB:CC:DD:EE:03'], checkInIntervalS: 5, alarms: { heart_rate: { min: 200 } } }, validateSettings);
   t.equal(r2.outcome, 'rejected');
   t.same(r2.state.effective, r1.state.effective);
   t.same(
