@@ -1,71 +1,145 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import deviceSdk from 'azure-iot-device';
-import deviceAmqp from 'azure-iot-device-amqp';
-import common from 'azure-iot-common';
+import pino from 'pino';
 import { createLogger } from '../common/log.js';
 import { shutdownSignal } from '../common/shutdown-signal.js';
 import { DEFAULT_DATA_DIR, hubFilePath } from '../cloud/hub/data-dir.js';
-import { formatEvent } from '../cloud/hub/cli.js';
 import { LocalHub } from '../cloud/hub/local-hub.js';
 import type { StoredEvent } from '../cloud/hub/event-store.js';
+import { ThermostatEmulator } from '../sensors/serial-thermostat/emulator.js';
+import { decodeTelemetry } from '../gateway/src/contract/telemetry.js';
+import { parseGatewayConfig } from '../gateway/src/config/load-config.js';
+import { startGatewayFromConfig } from '../gateway/src/main.js';
+import { firmwareVersion, formatStatus } from '../gateway/src/cli.js';
+import type { GatewayRuntime } from '../gateway/src/app/gateway.js';
 
-const DEMO_DEVICE = 'demo-thermostat';
+const DEMO_GATEWAY = 'demo-gateway';
+const THERMOSTATS = 2;
+
+interface DemoOptions {
+  data: string;
+  checkIn: number;
+  window: number;
+  sample: number;
+  logLevel: string;
+  amqpPort?: number;
+  httpsPort?: number;
+}
+
+/** One line per message the hub accepted: how many readings, and a taste of them. */
+function describeArrival(e: StoredEvent): string {
+  try {
+    const body = Buffer.from(e.body, e.bodyEncoding === 'base64' ? 'base64' : 'utf8');
+    const readings = decodeTelemetry(body, e.contentEncoding);
+    const latest = new Map<string, string>();
+    for (const r of readings) if (r.kind === 'temperature') latest.set(r.source.replace('/temperature', ''), `${r.value} °C`);
+    const taste = [...latest].map(([s, v]) => `${s} ${v}`).join(', ');
+    return `hub ← ${e.deviceId}: message ${e.messageId} [${e.contentEncoding ?? 'json'}], ${e.size} B, ${readings.length} readings (latest ${taste})`;
+  } catch {
+    return `hub ← ${e.deviceId}: message ${e.messageId}, ${e.size} B (not a fieldlink.readings message)`;
+  }
+}
 
 /**
- * `fieldlink demo`: the whole system on the embedded default, so a newcomer sees data flow.
- * Today that is the local IoT Hub and one device sending through the official device SDK
- * over AMQP; the gateway, cloud companion and emulated sensors join it as they are built.
+ * `fieldlink demo` (what `npm start` runs): the whole chain on the embedded default — the local
+ * IoT Hub, two thermostats emulated on pseudo-terminals, and the real gateway reading them over
+ * serial, buffering in its SQLite outbox and forwarding over AMQP on a short standby cycle.
  */
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the local IoT Hub with a demo device sending readings, and print what arrives')
-    .option('--data <dir>', 'hub data directory', DEFAULT_DATA_DIR)
-    .option('--interval <ms>', 'how often the demo device sends', (v) => Number(v), 2000)
-    .option('--log-level <level>', 'pino log level', 'warn')
-    .action(async (opts: { data: string; interval: number; logLevel: string }) => {
-      const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
-      const hub = await LocalHub.start({ dataDir: opts.data, log });
+    .description('run the local IoT Hub, two emulated serial thermostats and a gateway on a short standby cycle; show data flowing')
+    .option('--data <dir>', 'hub data directory (the gateway and emulators live in <dir>/demo)', DEFAULT_DATA_DIR)
+    .option('--check-in <s>', 'standby → online every N seconds', (v) => Number(v), 15)
+    .option('--window <s>', 'stay online at least N seconds', (v) => Number(v), 3)
+    .option('--sample <s>', 'thermostat reporting interval in seconds', (v) => Number(v), 2)
+    .option('--log-level <level>', 'pino log level (logs go to <dir>/demo/gateway.log)', 'info')
+    .option('--amqp-port <port>', 'hub AMQPS port (0: any free one; default 5671 or what hub.json says)', (v) => Number(v))
+    .option('--https-port <port>', 'hub HTTPS port (0: any free one; default 8443 or what hub.json says)', (v) => Number(v))
+    .action(async (opts: DemoOptions) => {
       const say = (line: string): void => {
         process.stdout.write(`${line}\n`);
       };
-      say(`local IoT Hub: amqps://${hub.hub.hostName}:${hub.hub.amqpPort}  https://${hub.hub.hostName}:${hub.hub.httpsPort}`);
-      say(`  connection strings: ${hubFilePath(opts.data)} (mode 0600)`);
-      say(`  in another terminal: npx fieldlink hub meter --data ${opts.data}`);
-      if (!hub.registry.get(DEMO_DEVICE)) hub.createDevice(DEMO_DEVICE);
-      const onEvent = (e: StoredEvent): void => say(`hub received ${formatEvent(e)}`);
-      hub.events.on('event', onEvent);
+      const dataDir = resolve(opts.data);
+      const demoDir = join(dataDir, 'demo');
+      mkdirSync(demoDir, { recursive: true, mode: 0o700 });
+      // The demo's own chatter goes to a file, so the terminal shows the data flow.
+      const log = createLogger({ name: 'fieldlink', level: opts.logLevel, destination: pino.destination({ dest: join(demoDir, 'gateway.log'), sync: false }) });
 
-      const device = deviceSdk.Client.fromConnectionString(hub.deviceConnectionString(DEMO_DEVICE), deviceAmqp.Amqp);
-      // Awaited: the SDK reads `ca` as a file name first, asynchronously.
-      await device.setOptions({ ca: hub.ca });
-      device.setRetryPolicy(new common.NoRetry());
-      await device.open();
-      say(`device ${DEMO_DEVICE} connected over AMQP; sending a reading every ${opts.interval} ms (Ctrl-C stops)`);
+      const hub = await LocalHub.start({
+        dataDir,
+        log: log.child({ component: 'hub' }),
+        ...(opts.amqpPort === undefined ? {} : { amqpPort: opts.amqpPort }),
+        ...(opts.httpsPort === undefined ? {} : { httpsPort: opts.httpsPort }),
+      });
+      const emulators: ThermostatEmulator[] = [];
+      let rt: GatewayRuntime | undefined;
+      try {
+        say(`local IoT Hub: amqps://${hub.hub.hostName}:${hub.hub.amqpPort}  https://${hub.hub.hostName}:${hub.hub.httpsPort}`);
+        say(`  connection strings: ${hubFilePath(dataDir)} (mode 0600); try: npx fieldlink hub events --data ${opts.data} --decode`);
+        if (!hub.registry.get(DEMO_GATEWAY)) hub.createDevice(DEMO_GATEWAY);
+        const csFile = join(demoDir, 'connection-string');
+        writeFileSync(csFile, hub.deviceConnectionString(DEMO_GATEWAY), { mode: 0o600 });
+        const caFile = join(demoDir, 'hub-ca.pem');
+        writeFileSync(caFile, hub.ca);
 
-      let seq = 0;
-      const send = async (): Promise<void> => {
-        seq += 1;
-        const reading = { source: `${DEMO_DEVICE}/temperature`, kind: 'temperature', value: Math.round((20 + 3 * Math.sin(seq / 5)) * 10) / 10, unit: 'Cel', seq, ts: Date.now() };
-        const msg = new common.Message(JSON.stringify(reading));
-        msg.contentType = 'application/json';
-        msg.contentEncoding = 'utf-8';
-        msg.messageId = `${DEMO_DEVICE}-${seq}`;
-        try {
-          await device.sendEvent(msg);
-        } catch (err) {
-          log.warn({ err }, 'demo send failed');
+        const sources = [];
+        for (let i = 1; i <= THERMOSTATS; i++) {
+          const emu = await ThermostatEmulator.start({ link: join(demoDir, `thermo-${i}`), rateHz: 1 / opts.sample, seed: i, deviceId: `thermo-${i}`, log });
+          emulators.push(emu);
+          sources.push({ id: `thermo-${i}`, family: 'serial', path: emu.link, baudRate: 9600 });
+          say(`thermostat thermo-${i} emulated on ${emu.link}`);
         }
-      };
-      await send();
-      const timer = setInterval(() => void send(), opts.interval);
+        const config = {
+          gatewayId: DEMO_GATEWAY,
+          connectionStringFile: csFile,
+          caFile,
+          dataDir: join(demoDir, 'gateway'),
+          // A development machine's clock is right; on a Pi this is timedate1.
+          clockTrust: { source: 'assume' },
+          sources,
+          settings: {
+            sampling: { serial: { sampleIntervalS: opts.sample, reportIntervalS: opts.sample } },
+            checkInIntervalS: opts.checkIn,
+            onlineWindowS: opts.window,
+            packer: { budgetUnits: 1, encoding: 'json+gzip' },
+          },
+        };
+        const configPath = join(demoDir, 'gateway.json');
+        writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
+        say(`gateway ${DEMO_GATEWAY}: config ${configPath}, log ${join(demoDir, 'gateway.log')}`);
+        say(`  standby, checking in every ${opts.checkIn} s for at least ${opts.window} s; readings wait in its SQLite outbox meanwhile (Ctrl-C stops)`);
 
-      await shutdownSignal(log);
-      clearInterval(timer);
-      hub.events.off('event', onEvent);
-      await device.close().catch(() => undefined);
-      const totals = hub.meter.snapshot().totals;
-      say(`stopping: ${totals['d2c.messages'] ?? 0} device-to-cloud messages, ${totals['d2c.units'] ?? 0} billed 4 KB units in this data dir`);
-      await hub.stop();
+        rt = await startGatewayFromConfig(parseGatewayConfig(config, configPath, demoDir), { log, firmwareVersion: firmwareVersion() });
+        const runtime = rt;
+        const onEvent = (e: StoredEvent): void => {
+          if (e.deviceId === DEMO_GATEWAY) say(describeArrival(e));
+        };
+        hub.events.on('event', onEvent);
+        let lastPhase = '';
+        let ticks = 0;
+        const timer = setInterval(() => {
+          ticks++;
+          void runtime
+            .outboxStats()
+            .catch(() => undefined)
+            .then(() => {
+              const s = runtime.status();
+              // A line per phase change, and every 5 s: readable in a terminal and in a CI log.
+              if (s.phase !== lastPhase || ticks % 5 === 0) say(formatStatus(s, Date.now()));
+              lastPhase = s.phase;
+            });
+        }, 1000);
+        await shutdownSignal(log);
+        clearInterval(timer);
+        hub.events.off('event', onEvent);
+      } finally {
+        await rt?.stop().catch(() => undefined);
+        for (const e of emulators) await e.stop().catch(() => undefined);
+        const totals = hub.meter.snapshot().totals;
+        say(`stopped: ${totals['d2c.messages'] ?? 0} device-to-cloud messages, ${totals['d2c.units'] ?? 0} billed 4 KB units in this data dir`);
+        await hub.stop();
+      }
     });
 }

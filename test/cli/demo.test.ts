@@ -1,0 +1,37 @@
+/**
+ * `npm start` runs `fieldlink demo`: the local hub, two emulated thermostats and the gateway.
+ * A newcomer must see readings arrive at the hub through a standby cycle, and Ctrl-C must stop
+ * everything cleanly.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { eventually } from '../helpers/deadline.js';
+import { CLI } from '../helpers/gateway-rig.js';
+
+t.test('demo: hub + thermostats + gateway; readings reach the hub after a standby period; SIGINT stops it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-demo-'));
+  const child = spawn(process.execPath, [CLI, 'demo', '--data', dir, '--check-in', '10', '--window', '2', '--sample', '1', '--amqp-port', '0', '--https-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
+
+  await eventually(20_000, 'status lines in standby', () => (/power standby .*outbox [1-9]/.test(out) ? true : undefined));
+  t.notMatch(out, /hub ←/, 'nothing sent before the first check-in: readings wait in the outbox');
+  await eventually(30_000, 'a message at the hub', () => (/hub ← demo-gateway: message demo-gateway:1-\d+ \[gzip\], \d+ B, \d+ readings/.test(out) ? true : undefined));
+  await eventually(10_000, 'online then standby again', () => (/power online[\s\S]*power standby/.test(out.slice(out.indexOf('hub ←'))) ? true : undefined));
+  t.equal(statSync(join(dir, 'demo', 'connection-string')).mode & 0o777, 0o600, 'the device secret file is 0600');
+  t.notMatch(out, /SharedAccessKey=/, 'no secret printed');
+
+  child.kill('SIGINT');
+  t.equal(await exited, 0, 'exits 0 on Ctrl-C');
+  t.match(out, /stopped: [1-9]\d* device-to-cloud messages/, 'prints what went through');
+});
