@@ -2,7 +2,8 @@
  * Outbox ingest benchmark (docs/outbox.md, "Measured cost"). In one run:
  *  1. Throughput: the fixed reading set through SqliteOutbox (worker thread, group commits of
  *     --batch rows) against bare better-sqlite3 inserting the same rows, same schema, same
- *     pragmas and commit size on the main thread. Ratio printed.
+ *     pragmas and commit size on the main thread. Wall-clock ratio printed, and the CPU time of
+ *     the whole process (all threads) per reading for both.
  *  2. Event-loop delay (perf_hooks.monitorEventLoopDelay) while ingesting --rate readings/s
  *     and draining (peek + ack every 100 ms), through the outbox and through the same work done
  *     inline on the event loop with better-sqlite3: this is the case for the worker thread.
@@ -85,29 +86,43 @@ async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function throughputOutbox(): Promise<number> {
+/** Readings/s (wall clock) and CPU time of the whole process (every thread) per reading, in µs. */
+interface Throughput {
+  rate: number;
+  cpuUs: number;
+}
+
+function measured(ms: number, cpu: NodeJS.CpuUsage): Throughput {
+  return { rate: (samples.length / ms) * 1000, cpuUs: (cpu.user + cpu.system) / samples.length };
+}
+
+async function throughputOutbox(): Promise<Throughput> {
   return withDir(async (dir) => {
     // A long interval: commits happen only when `batch` rows are waiting, as in the baseline.
     const outbox = await SqliteOutbox.open({ path: join(dir, 'o.db'), commitIntervalMs: 60_000, maxBatchRows: batch, synchronous, minFreeBytes: 0 });
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await Promise.all(chunks(samples, batch).map((c) => outbox.append(c)));
     const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
     const stats = await outbox.stats();
     await outbox.close();
     if (stats.depth !== samples.length || stats.commits !== Math.ceil(samples.length / batch)) throw new Error(`unexpected outbox state ${JSON.stringify(stats)}`);
-    return (samples.length / ms) * 1000;
+    return measured(ms, cpu);
   });
 }
 
-async function throughputBare(): Promise<number> {
+async function throughputBare(): Promise<Throughput> {
   return withDir(async (dir) => {
     const db = bareDb(join(dir, 'b.db'));
     const insert = bareInserter(db);
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     for (const c of chunks(samples, batch)) insert(c);
     const ms = performance.now() - t0;
+    const cpu = process.cpuUsage(cpu0);
     db.close();
-    return (samples.length / ms) * 1000;
+    return measured(ms, cpu);
   });
 }
 
@@ -203,21 +218,32 @@ async function loopInline(): Promise<LoopDelay> {
   });
 }
 
-// Interleaved repeats (the first pair also warms up the JIT); medians printed.
-const outboxRates: number[] = [];
-const bareRates: number[] = [];
-for (let r = 0; r < 3; r++) {
-  outboxRates.push(await throughputOutbox());
-  bareRates.push(await throughputBare());
+// Interleaved repeats (the first pair also warms up the JIT); medians printed, and the ratio of
+// each pair, since this shared machine's noise moves single runs by tens of percent.
+const REPEATS = 5;
+const outboxRuns: Throughput[] = [];
+const bareRuns: Throughput[] = [];
+for (let r = 0; r < REPEATS; r++) {
+  outboxRuns.push(await throughputOutbox());
+  bareRuns.push(await throughputBare());
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
-const outboxRate = median(outboxRates);
-const bareRate = median(bareRates);
+const outboxRate = median(outboxRuns.map((r) => r.rate));
+const bareRate = median(bareRuns.map((r) => r.rate));
+const outboxCpu = median(outboxRuns.map((r) => r.cpuUs));
+const bareCpu = median(bareRuns.map((r) => r.cpuUs));
+const pairs = (f: (o: Throughput, b: Throughput) => number) => outboxRuns.map((o, i) => f(o, bareRuns[i] as Throughput).toFixed(2)).join(' ');
 console.log(`reading set: ${samples.length} readings, sha256 ${sha.slice(0, 16)}…, dir ${baseDir}, synchronous=${synchronous}`);
-console.log(`throughput (commit every ${batch} rows, median of 3 interleaved runs):`);
+console.log(`throughput (commit every ${batch} rows, median of ${REPEATS} interleaved runs; each pair's ratio in parentheses):`);
 console.log(`  SqliteOutbox (worker)      ${Math.round(outboxRate).toLocaleString('en')} readings/s`);
 console.log(`  bare better-sqlite3        ${Math.round(bareRate).toLocaleString('en')} readings/s`);
-console.log(`  outbox / bare              ${(outboxRate / bareRate).toFixed(2)}`);
+console.log(`  outbox / bare              ${(outboxRate / bareRate).toFixed(2)}  (${pairs((o, b) => o.rate / b.rate)})`);
+// Wall-clock throughput flatters the outbox once its two threads overlap work that the bare
+// loop does one after the other; CPU time over all threads is the cost of the layer itself.
+console.log(`CPU time of the process, all threads, per reading:`);
+console.log(`  SqliteOutbox (worker)      ${outboxCpu.toFixed(2)} µs`);
+console.log(`  bare better-sqlite3        ${bareCpu.toFixed(2)} µs`);
+console.log(`  outbox / bare              ${(outboxCpu / bareCpu).toFixed(2)}  (${pairs((o, b) => o.cpuUs / b.cpuUs)})`);
 const viaWorker = await loopOutbox();
 const inline = await loopInline();
 console.log(`event-loop delay, ${rate} readings/s for ${seconds} s, commit every ${commitIntervalMs} ms, drain every 100 ms:`);
