@@ -1,6 +1,6 @@
 import { FieldlinkError } from '../../common/errors.js';
 import type { Reading, Sample } from '../../sensors/contract/reading.js';
-import type { BatchRecord, Outbox, OutboxCounters, OutboxPeekOptions, OutboxRow, OutboxStats } from '../../gateway/src/ports/outbox.js';
+import type { BatchRecord, Outbox, OutboxCounters, OutboxLimits, OutboxPeekOptions, OutboxRow, OutboxStats } from '../../gateway/src/ports/outbox.js';
 
 /** What survives a `reopen` (the "file"). */
 interface MemoryState {
@@ -132,6 +132,14 @@ export class MemoryOutbox implements Outbox {
       commits: this.#commits,
       counters: { ...this.#counters },
     };
+  }
+
+  /** Kept for inspection only: the memory outbox is unbounded. */
+  limits: OutboxLimits | undefined;
+
+  async setLimits(limits: OutboxLimits): Promise<void> {
+    this.#check();
+    this.limits = limits;
   }
 
   async flush(): Promise<void> {

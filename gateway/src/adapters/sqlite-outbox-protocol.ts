@@ -108,6 +108,7 @@ export type StoreRequest =
   | { readonly op: 'recordBatch'; readonly batch: StoredBatch }
   | { readonly op: 'pendingBatches' }
   | { readonly op: 'rebaseUnsynced'; readonly bootId: string; readonly offsetMs: number }
+  | { readonly op: 'setLimits'; readonly maxBytes: number; readonly minFreeBytes: number; readonly ttlMs: number }
   | { readonly op: 'close'; readonly monoMs: number };
 
 /** What each request resolves with. */
@@ -122,6 +123,7 @@ export interface StoreResults {
   pendingBatches: readonly StoredBatch[];
   /** How many rows changed. */
   rebaseUnsynced: number;
+  setLimits: null;
   close: null;
 }
 

@@ -86,7 +86,7 @@ function prepareStatements(db: Database.Database) {
 
 export class SqliteOutboxStore {
   readonly #db: Database.Database;
-  readonly #opts: StoreOptions;
+  #opts: StoreOptions;
   readonly #seqs = new Map<string, number>();
   #counters: MutableCounters = { appended: 0, sent: 0, evicted: 0, evictedAlarms: 0, expired: 0 };
   #depth = 0;
@@ -204,6 +204,11 @@ export class SqliteOutboxStore {
     this.#commits += 1;
     if (removed > 0) this.#reclaim();
     return seqs;
+  }
+
+  /** New bounds, enforced from the next append (and TTL sweep). */
+  setLimits(limits: Pick<StoreOptions, 'maxBytes' | 'minFreeBytes' | 'ttlMs'>): void {
+    this.#opts = { ...this.#opts, ...limits };
   }
 
   peek(limit: number, maxBytes: number | undefined, monoMs: number): OutboxRow[] {

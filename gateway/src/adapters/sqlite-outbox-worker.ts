@@ -36,6 +36,9 @@ function handle(request: StoreRequest): StoreResults[StoreRequest['op']] {
       return opened().pendingBatches();
     case 'rebaseUnsynced':
       return opened().rebaseUnsynced(request.bootId, request.offsetMs);
+    case 'setLimits':
+      opened().setLimits({ maxBytes: request.maxBytes, minFreeBytes: request.minFreeBytes, ttlMs: request.ttlMs });
+      return null;
     case 'close':
       store?.close(request.monoMs);
       store = undefined;

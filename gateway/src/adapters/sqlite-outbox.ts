@@ -11,7 +11,7 @@ import { systemClock, type Clock } from '../../../common/clock.js';
 import { FieldlinkError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { Reading, Sample } from '../../../sensors/contract/reading.js';
-import type { BatchRecord, Outbox, OutboxPeekOptions, OutboxRow, OutboxStats } from '../ports/outbox.js';
+import type { BatchRecord, Outbox, OutboxLimits, OutboxPeekOptions, OutboxRow, OutboxStats } from '../ports/outbox.js';
 import { AppendGroupBuilder, type RequestEnvelope, type ResponseEnvelope, type StoreOptions, type StoreRequest, type StoreResults } from './sqlite-outbox-protocol.js';
 
 /** Free space of the file system holding `path`, as `fs.statfsSync` reports it. */
@@ -77,9 +77,9 @@ export class SqliteOutbox implements Outbox {
   readonly #log: Logger | undefined;
   readonly #dir: string;
   readonly #statfs: Statfs;
-  readonly #interval: number;
+  #interval: number;
   readonly #maxBatchRows: number;
-  readonly #minFreeBytes: number;
+  #minFreeBytes: number;
   readonly #inFlight = new Map<number, InFlight>();
   #nextId = 1;
   #pending: PendingAppend[] = [];
@@ -194,6 +194,18 @@ export class SqliteOutbox implements Outbox {
     if (!Number.isFinite(offsetMs)) throw new RangeError(`offsetMs must be finite, got ${offsetMs}`);
     void this.#commit();
     return this.#request({ op: 'rebaseUnsynced', bootId, offsetMs });
+  }
+
+  async setLimits(limits: OutboxLimits): Promise<void> {
+    this.#throwIfRefused();
+    const { maxBytes, minFreeBytes, ttlMs, commitIntervalMs } = limits;
+    if (!(maxBytes > 0) || !(minFreeBytes >= 0) || !(ttlMs > 0) || !(commitIntervalMs >= 0)) {
+      throw new RangeError(`outbox limits out of range: ${JSON.stringify(limits)}`);
+    }
+    await this.#request({ op: 'setLimits', maxBytes, minFreeBytes, ttlMs });
+    // Main-thread halves: the free-disk check before each group, and the group interval.
+    this.#minFreeBytes = minFreeBytes;
+    this.#interval = commitIntervalMs;
   }
 
   async flush(): Promise<void> {

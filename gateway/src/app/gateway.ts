@@ -512,9 +512,8 @@ export class GatewayRuntime {
       if (a.sampleIntervalS !== b.sampleIntervalS) this.#applySampling(gs, next);
     }
     if (JSON.stringify(previous.outbox) !== JSON.stringify(next.outbox)) {
-      // TEMP until the port has setLimits
-      const ob = this.#o.outbox as Outbox & { setLimits?: (l: ReturnType<typeof outboxLimits>) => Promise<void> };
-      void (ob.setLimits?.(outboxLimits(next)) ?? Promise.resolve())
+      void this.#o.outbox
+        .setLimits(outboxLimits(next))
         .then(() => this.#log.info({ outbox: next.outbox }, 'outbox limits applied'))
         .catch((err: unknown) => this.#log.error({ err }, 'outbox limits not applied'));
     }

@@ -43,6 +43,14 @@ export interface BatchRecord {
   readonly plan: unknown;
 }
 
+/** The bounds the twin may change while running (design §4: outbox limits applied live). */
+export interface OutboxLimits {
+  readonly maxBytes: number;
+  readonly minFreeBytes: number;
+  readonly ttlMs: number;
+  readonly commitIntervalMs: number;
+}
+
 export interface OutboxStats {
   /** Rows waiting to be sent. */
   readonly depth: number;
@@ -106,6 +114,11 @@ export interface Outbox {
    * - `seq`, row ids and the order of rows do not change.
    */
   rebaseUnsynced(bootId: string, offsetMs: number): Promise<number>;
+  /**
+   * Changes the bounds; they apply from the next commit (a smaller `maxBytes` evicts then,
+   * in the usual order, counted as usual). Resolves once the store has them.
+   */
+  setLimits(limits: OutboxLimits): Promise<void>;
   flush(): Promise<void>;
   close(): Promise<void>;
 }

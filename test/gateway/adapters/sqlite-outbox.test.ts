@@ -230,6 +230,22 @@ t.test('when full, the oldest non-alarm readings go first, then the oldest alarm
   t.equal((await outbox.stats()).counters.evicted, 11);
 });
 
+t.test('setLimits: a smaller byte bound applies from the next commit, in the usual eviction order', async (t) => {
+  const probe = await openOutbox(t);
+  await appendNow(probe, [uniform('n', 1, false)]);
+  const rowBytes = (await probe.stats()).bytes;
+  const outbox = await openOutbox(t, { maxBytes: rowBytes * 100 });
+  for (const [name, alarm] of [['a', true], ['n', false], ['n', false], ['n', false]] as const) await appendNow(outbox, [uniform(name, 1, alarm)]);
+  t.equal((await outbox.stats()).depth, 4, 'all fit under the first bound');
+  await outbox.setLimits({ maxBytes: Math.floor(rowBytes * 2.5), minFreeBytes: 0, ttlMs: 3600_000, commitIntervalMs: 10 });
+  t.equal((await outbox.stats()).depth, 4, 'nothing evicted until the next commit');
+  await appendNow(outbox, [uniform('n', 2, false)]);
+  const rows = (await outbox.peek(100)).rows.map((r) => `${r.reading.source}${r.reading.value}`);
+  t.same(rows, ['a1', 'n2'], 'the oldest non-alarms went, the alarm stayed');
+  t.equal((await outbox.stats()).counters.evicted, 3);
+  await t.rejects(outbox.setLimits({ maxBytes: 0, minFreeBytes: 0, ttlMs: 1, commitIntervalMs: 1 }), RangeError, 'nonsense refused');
+});
+
 t.test('the free-disk watermark evicts what the disk is short of, read through statfs', async (t) => {
   const minFreeBytes = 1_000_000;
   let free = 100_000_000;
