@@ -13,7 +13,7 @@ import { startFakeTimedate1 } from '../../sensors/dbus/fake-timedate1.js';
 import { Timedate1ClockTrust } from '../../gateway/src/adapters/timedate1-clock-trust.js';
 import { ManualClockTrust, type BootClock } from '../../gateway/src/ports/clock-trust.js';
 import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
-import { captureLog } from '../helpers/hub.js';
+import { captureLog, registryFor } from '../helpers/hub.js';
 import { eventually } from '../helpers/deadline.js';
 import { seqAnalysis, seqGaps, startRig, type Rig } from '../helpers/gateway-rig.js';
 
@@ -69,6 +69,8 @@ t.test('clock untrusted at start: no connection until trusted; readings re-based
     'the held readings were re-based',
   );
   await eventually(20_000, 'back in standby after the drain', () => (phases.lastIndexOf('standby') > phases.indexOf('online') ? true : undefined));
+  const reported = (await registryFor(rig.th).getTwin(rig.deviceId)).responseBody.properties.reported as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- twin JSON
+  t.equal(reported.clock?.trusted, true, 'the twin says the clock is trusted');
   await rt.stop();
 
   const readings = rig.hubReadings();
@@ -103,7 +105,9 @@ t.test('readings from an earlier boot that never synced arrive flagged', async (
   t.equal(first.rt.wakeNow(), true);
   await eventually(10_000, 'boot-A readings committed', () => (first.rt.status().readingsCommitted >= 8 ? true : undefined));
   t.equal(first.rt.powerState.phase, 'standby', 'never went online untrusted');
+  const t0 = Date.now();
   await first.rt.stop();
+  console.error('DEBUG stop ms', Date.now() - t0, first.log.lines.filter((l) => /did not stop/.test(String(l.msg))).length);
   const committedA = first.rt.status().readingsCommitted;
   t.equal(rig.th.hub.amqpConnections, 0);
   t.equal(connects(rig), 0, 'boot A never connected');
@@ -112,11 +116,15 @@ t.test('readings from an earlier boot that never synced arrive flagged', async (
   const bootB: BootClock = { bootId: 'boot-B', sinceBootMs: () => performance.now() };
   const startedB = Date.now();
   const second = await rig.startInProcess({ bootClock: bootB, clockTrust: new ManualClockTrust(true) });
+  const t1 = Date.now();
   t.equal(second.rt.wakeNow(), true);
   const flagged = (): ReturnType<Rig['hubReadings']> => rig.hubReadings().filter((r) => r.flags.clockUnsynced === true);
   await eventually(20_000, 'boot-A readings at the hub', () => (new Set(flagged().map((r) => `${r.source}#${r.seq}`)).size >= committedA ? true : undefined));
   await eventually(20_000, 'boot-B readings at the hub', () => (rig.hubReadings().some((r) => r.flags.clockUnsynced !== true) ? true : undefined));
+  console.error('DEBUG drain ms', Date.now() - t1);
+  const t2 = Date.now();
   await second.rt.stop();
+  console.error('DEBUG stop2 ms', Date.now() - t2);
 
   const readings = rig.hubReadings();
   const a = readings.filter((r) => r.flags.clockUnsynced === true);

@@ -7,8 +7,7 @@ function runner(clockTrusted = true) {
   const clock = new FakeClock();
   const calls: string[] = [];
   const log = captureLog();
-  let r: PowerRunner;
-  r = new PowerRunner({
+  const r: PowerRunner = new PowerRunner({
     config: { checkInIntervalMs: 10_000, onlineWindowMs: 2000, retryBaseMs: 500, retryMaxMs: 4000 },
     clockTrusted,
     clock,
