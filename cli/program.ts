@@ -1,9 +1,5 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { registerHubCommands } from '../cloud/hub/cli.js';
-import { registerEmulateCommands } from '../sensors/serial-thermostat/cli.js';
-import { registerGatewayCommand } from '../gateway/src/cli.js';
-import { registerDemoCommand } from './demo.js';
 
 /**
  * Each folder that owns subcommands exports one of these; this file only lists them, so the
@@ -11,7 +7,23 @@ import { registerDemoCommand } from './demo.js';
  */
 export type CommandRegistrar = (program: Command) => void;
 
-export const commandRegistrars: readonly CommandRegistrar[] = [registerHubCommands, registerGatewayCommand, registerEmulateCommands, registerDemoCommand];
+/**
+ * Top-level commands and where they live, loaded on demand: `fieldlink gateway` on a Pi must not
+ * pay the memory of the local hub's server code (fastify, rhea, node-forge) it never runs.
+ */
+export const commandModules: readonly { readonly name: string; readonly load: () => Promise<CommandRegistrar> }[] = [
+  { name: 'hub', load: async () => (await import('../cloud/hub/cli.js')).registerHubCommands },
+  { name: 'gateway', load: async () => (await import('../gateway/src/cli.js')).registerGatewayCommand },
+  { name: 'emulate', load: async () => (await import('../sensors/serial-thermostat/cli.js')).registerEmulateCommands },
+  { name: 'demo', load: async () => (await import('./demo.js')).registerDemoCommand },
+];
+
+/** The registrars `argv` needs: the named command's only, or all of them (help, unknown command). */
+export async function registrarsFor(argv: readonly string[]): Promise<CommandRegistrar[]> {
+  const first = argv.slice(2).find((a) => !a.startsWith('-'));
+  const chosen = commandModules.filter((m) => m.name === first);
+  return Promise.all((chosen.length > 0 ? chosen : commandModules).map((m) => m.load()));
+}
 
 function packageVersion(): string {
   // Read at runtime rather than imported: dist/cli/program.js sits two levels below the root,
@@ -21,7 +33,7 @@ function packageVersion(): string {
   return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
 }
 
-export function createProgram(registrars: readonly CommandRegistrar[] = commandRegistrars): Command {
+export function createProgram(registrars: readonly CommandRegistrar[] = []): Command {
   const program = new Command('fieldlink')
     .description('Fieldlink: edge gateway, cloud companion and local IoT Hub for sensor fleets')
     .version(packageVersion());

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isFieldlinkError } from '../common/errors.js';
 import { redactSecrets } from '../common/log.js';
-import { createProgram } from './program.js';
+import { createProgram, registrarsFor } from './program.js';
 
 export interface CliOutput {
   stdout: (text: string) => void;
@@ -51,7 +51,7 @@ export async function runCli(argv: readonly string[], opts: RunCliOptions = {}):
     stdout: opts.output?.stdout ?? ((text) => process.stdout.write(text)),
     stderr: opts.output?.stderr ?? ((text) => process.stderr.write(text)),
   };
-  const program = opts.program ?? createProgram();
+  const program = opts.program ?? createProgram(await registrarsFor(argv));
   applyToAll(program, output);
   try {
     await program.parseAsync([...argv], { from: 'node' });

@@ -353,7 +353,8 @@ export class GatewayRuntime {
 
   #transitioned(from: PowerState, to: PowerState, event: PowerEvent): void {
     if (to.phase === 'waking' && from.phase !== 'waking') {
-      this.#lastWakeReason = event.type === 'uplinkClosed' ? from.wakePending : (eventWakeReason[event.type] ?? from.wakePending);
+      // A wake deferred (clock untrusted, or asked for while closing) keeps its own reason.
+      this.#lastWakeReason = event.type === 'uplinkClosed' || event.type === 'clockTrusted' ? from.wakePending : (eventWakeReason[event.type] ?? from.wakePending);
     }
     if (to.phase === 'online' && from.phase !== 'online') {
       this.#lastCheckInMs = this.#o.clock.now();
