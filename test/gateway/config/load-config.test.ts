@@ -40,6 +40,41 @@ t.test('the example config validates and defaults fill what it omits', async (t)
   t.ok(Object.isFrozen(config) && Object.isFrozen(config.settings.outbox) && Object.isFrozen(config.sources), 'frozen');
 });
 
+t.test('YAML configs: the example loads; syntax errors name the line; duplicate keys are refused; schema errors as for JSON', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cfg-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const yamlExample = new URL('../../../../hardware/gateway.example.yaml', import.meta.url).pathname;
+  const config = loadGatewayConfig(yamlExample, { env: { FIELDLINK_CONNECTION_STRING: SECRET } });
+  t.equal(config.gatewayId, 'fieldlink-gw-01');
+  t.same(config.clockTrust, { source: 'timedate1', pollIntervalS: 30 });
+  t.same(config.settings.alarms, { temperature: { min: 5, max: 38.5 } });
+  t.equal(config.settings.outbox.ttlS, 604_800, 'defaults fill what YAML omits');
+
+  const bad = join(dir, 'bad.yml');
+  writeFileSync(bad, 'gatewayId: gw-1\nsettings:\n  checkInIntervalS: [\n');
+  const syntax = (() => {
+    try {
+      loadGatewayConfig(bad, { env: { FIELDLINK_CONNECTION_STRING: SECRET } });
+    } catch (e) {
+      return e as FieldlinkError;
+    }
+    return undefined;
+  })();
+  t.equal(syntax?.code, 'CONFIG_UNREADABLE');
+  t.match(syntax?.message, /not valid YAML \(line \d+, column \d+\)/);
+
+  const dup = join(dir, 'dup.yaml');
+  writeFileSync(dup, 'gatewayId: gw-1\ngatewayId: gw-2\n');
+  t.throws(() => loadGatewayConfig(dup, { env: { FIELDLINK_CONNECTION_STRING: SECRET } }), /not valid YAML.*[Mm]ap keys must be unique/);
+
+  const wrong = join(dir, 'wrong.yaml');
+  writeFileSync(wrong, 'gatewayId: gw-1\nsettings:\n  checkInIntervalS: soon\n');
+  t.same(
+    problemsOf(t, () => loadGatewayConfig(wrong, { env: { FIELDLINK_CONNECTION_STRING: SECRET } })).map((p) => p.path),
+    ['/settings/checkInIntervalS'],
+  );
+});
+
 t.test('defaults of a minimal config', async (t) => {
   const config = parseGatewayConfig(minimal, 'test', '/etc/fieldlink', { env: {} });
   t.equal(config.dataDir, '/var/lib/fieldlink');
