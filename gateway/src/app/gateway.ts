@@ -391,7 +391,11 @@ export class GatewayRuntime {
         this.#heldPatches = undefined;
         if (signal.aborted) return;
         this.#noteUplinkError(err);
-        this.#log.warn({ err }, 'uplink open failed');
+        if ((err as Partial<UplinkError>)?.kind === 'auth') {
+          this.#log.error({ err }, 'IoT Hub refused the gateway credentials (device key, device id, or a wrong clock); retrying on the backoff schedule');
+        } else {
+          this.#log.warn({ err }, 'uplink open failed');
+        }
         this.#power.dispatch({ type: 'uplinkFailed', reason: (err as Error)?.message ?? String(err) });
       },
     );

@@ -113,6 +113,11 @@ export function parseGatewayConfig(input: unknown, source: string, baseDir: stri
     throw invalid(source, [{ path: '/connectionString', message: 'is required (or connectionStringFile, or the FIELDLINK_CONNECTION_STRING environment variable)' }]);
   }
 
+  const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
+  if (deviceId !== undefined && deviceId !== config.gatewayId) {
+    throw invalid(source, [{ path: '/gatewayId', message: `must be the connection string's DeviceId (${deviceId}): the gateway id names its messages and its twin` }]);
+  }
+
   const out: JsonObject = {
     ...(structuredClone(config) as unknown as JsonObject),
     dataDir: resolve(baseDir, config.dataDir),

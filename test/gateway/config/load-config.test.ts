@@ -11,6 +11,8 @@ import { describeConfig, loadGatewayConfig, parseGatewayConfig, validateSettings
 // Compiled to dist/test/gateway/config/, four levels below the project root.
 const EXAMPLE = new URL('../../../../hardware/gateway.example.json', import.meta.url);
 const SECRET = 'HostName=hub.example.net;DeviceId=gw-1;SharedAccessKey=c2VjcmV0c2VjcmV0';
+/** The examples' gateway id is fieldlink-gw-01. */
+const EXAMPLE_SECRET = 'HostName=hub.example.net;DeviceId=fieldlink-gw-01;SharedAccessKey=c2VjcmV0c2VjcmV0';
 
 function problemsOf(t: Test, fn: () => unknown): { path: string; message: string }[] {
   let caught: unknown;
@@ -28,9 +30,9 @@ const minimal = { gatewayId: 'gw-1', connectionString: SECRET };
 t.test('the example config validates and defaults fill what it omits', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cfg-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = loadGatewayConfig(EXAMPLE.pathname, { env: { FIELDLINK_CONNECTION_STRING: SECRET } });
+  const config = loadGatewayConfig(EXAMPLE.pathname, { env: { FIELDLINK_CONNECTION_STRING: EXAMPLE_SECRET } });
   t.equal(config.gatewayId, 'fieldlink-gw-01');
-  t.equal(config.connectionString, SECRET, 'env override wins over connectionStringFile');
+  t.equal(config.connectionString, EXAMPLE_SECRET, 'env override wins over connectionStringFile');
   t.equal(config.connectionStringFile, undefined, 'the overridden file is not kept');
   t.same(config.settings.sampling.firmata, { sampleIntervalS: 10, reportIntervalS: 60 }, 'omitted family gets defaults');
   t.same(config.settings.pairings, { 'AA:BB:CC:DD:EE:01': { profile: 'heart_rate', name: 'wearer 1' } });
@@ -44,7 +46,7 @@ t.test('YAML configs: the example loads; syntax errors name the line; duplicate 
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cfg-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const yamlExample = new URL('../../../../hardware/gateway.example.yaml', import.meta.url).pathname;
-  const config = loadGatewayConfig(yamlExample, { env: { FIELDLINK_CONNECTION_STRING: SECRET } });
+  const config = loadGatewayConfig(yamlExample, { env: { FIELDLINK_CONNECTION_STRING: EXAMPLE_SECRET } });
   t.equal(config.gatewayId, 'fieldlink-gw-01');
   t.same(config.clockTrust, { source: 'timedate1', pollIntervalS: 30 });
   t.same(config.settings.alarms, { temperature: { min: 5, max: 38.5 } });
@@ -72,6 +74,13 @@ t.test('YAML configs: the example loads; syntax errors name the line; duplicate 
   t.same(
     problemsOf(t, () => loadGatewayConfig(wrong, { env: { FIELDLINK_CONNECTION_STRING: SECRET } })).map((p) => p.path),
     ['/settings/checkInIntervalS'],
+  );
+});
+
+t.test("the gateway id must be the connection string's device id", async (t) => {
+  t.same(
+    problemsOf(t, () => parseGatewayConfig({ ...minimal, gatewayId: 'gw-2' }, 'test', '/etc', { env: {} })),
+    [{ path: '/gatewayId', message: "must be the connection string's DeviceId (gw-1): the gateway id names its messages and its twin" }],
   );
 });
 
