@@ -153,11 +153,10 @@ function lineAndColumn(text: string, offset: number): { line: number; column: nu
   return { line, column };
 }
 
-/** Read and parse a JSON config file; CONFIG_UNREADABLE says which file and why. */
-export function readJsonConfigFile(path: string): unknown {
-  let text: string;
+/** The text of a config file; CONFIG_UNREADABLE says which file and why it cannot be read. */
+export function readConfigText(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (cause) {
     const code = (cause as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String((cause as Error).message);
@@ -167,6 +166,11 @@ export function readJsonConfigFile(path: string): unknown {
       details: { path },
     });
   }
+}
+
+/** Read and parse a JSON config file; CONFIG_UNREADABLE says which file and why. */
+export function readJsonConfigFile(path: string): unknown {
+  let text = readConfigText(path);
   // Editors on Windows save a byte-order mark that JSON.parse rejects.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   try {

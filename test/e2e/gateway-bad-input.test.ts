@@ -6,21 +6,9 @@
 import t from 'tap';
 import { registryFor } from '../helpers/hub.js';
 import { eventually, within } from '../helpers/deadline.js';
-import { seqAnalysis, seqGaps, startRig } from '../helpers/gateway-rig.js';
-import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
-import type { GatewayRuntime } from '../../gateway/src/app/gateway.js';
+import { seqAnalysis, seqGaps, startRig, phaseLog } from '../helpers/gateway-rig.js';
 
 type Twin = { properties: { desired: Record<string, unknown>; reported: Record<string, any> }; etag: string }; // eslint-disable-line @typescript-eslint/no-explicit-any -- twin JSON
-
-/** Records (phase, time) on every phase change. */
-function phaseLog(rt: GatewayRuntime): { log: { phase: PowerPhase; at: number }[]; stop(): void } {
-  const log = [{ phase: rt.powerState.phase, at: Date.now() }];
-  const timer = setInterval(() => {
-    const p = rt.powerState.phase;
-    if (log.at(-1)?.phase !== p) log.push({ phase: p, at: Date.now() });
-  }, 10);
-  return { log, stop: () => clearInterval(timer) };
-}
 
 t.test('garbage and bad checksums on the serial line are counted and skipped; good readings all arrive', async (t) => {
   // Check-in far away: the one cycle is the local request below.

@@ -6,9 +6,7 @@ import t from 'tap';
 import common from 'azure-iot-common';
 import { collectFeedback, registryFor, serviceClientFor } from '../helpers/hub.js';
 import { eventually, within } from '../helpers/deadline.js';
-import { startRig } from '../helpers/gateway-rig.js';
-import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
-import type { GatewayRuntime } from '../../gateway/src/app/gateway.js';
+import { phaseLog, startRig } from '../helpers/gateway-rig.js';
 
 type Twin = { properties: { desired: Record<string, unknown>; reported: Record<string, any> }; etag: string }; // eslint-disable-line @typescript-eslint/no-explicit-any -- twin JSON
 
@@ -17,16 +15,6 @@ function c2d(body: string, id: string): InstanceType<typeof common.Message> {
   m.messageId = id;
   m.ack = 'full';
   return m;
-}
-
-/** Records (phase, time) on every phase change. */
-function phaseLog(rt: GatewayRuntime): { log: { phase: PowerPhase; at: number }[]; stop(): void } {
-  const log = [{ phase: rt.powerState.phase, at: Date.now() }];
-  const timer = setInterval(() => {
-    const p = rt.powerState.phase;
-    if (log.at(-1)?.phase !== p) log.push({ phase: p, at: Date.now() });
-  }, 10);
-  return { log, stop: () => clearInterval(timer) };
 }
 
 t.test('C2D sent during standby: received at the next check-in; wake holds, invalid ones are rejected, measure samples now', async (t) => {

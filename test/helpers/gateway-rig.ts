@@ -15,6 +15,7 @@ import type { Logger } from '../../common/log.js';
 import type { Reading } from '../../sensors/contract/reading.js';
 import { ThermostatEmulator, type EmittedReading, type FaultSchedule } from '../../sensors/serial-thermostat/emulator.js';
 import type { GatewayRuntime } from '../../gateway/src/app/gateway.js';
+import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
 import { parseGatewayConfig, type LoadedGatewayConfig } from '../../gateway/src/config/load-config.js';
 import { decodeTelemetry } from '../../gateway/src/contract/telemetry.js';
 import { startGatewayFromConfig, type StartGatewayOptions } from '../../gateway/src/main.js';
@@ -249,3 +250,13 @@ export function seqGaps(perSource: ReadonlyMap<string, readonly number[]>): stri
   }
   return gaps;
 }
+/** Records (phase, time) on every phase change. */
+export function phaseLog(rt: GatewayRuntime): { log: { phase: PowerPhase; at: number }[]; stop(): void } {
+  const log = [{ phase: rt.powerState.phase, at: Date.now() }];
+  const timer = setInterval(() => {
+    const p = rt.powerState.phase;
+    if (log.at(-1)?.phase !== p) log.push({ phase: p, at: Date.now() });
+  }, 10);
+  return { log, stop: () => clearInterval(timer) };
+}
+

@@ -17,7 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
-import { deepFreeze, loadConfig, readJsonConfigFile, type ConfigProblem, type DeepReadonly } from '../../../common/config.js';
+import { deepFreeze, loadConfig, readConfigText, readJsonConfigFile, type ConfigProblem, type DeepReadonly } from '../../../common/config.js';
 import { FieldlinkError, isFieldlinkError } from '../../../common/errors.js';
 import {
   gatewayConfigSchema,
@@ -149,14 +149,7 @@ function readSecretFile(path: string): string {
 /** YAML for people editing on the device, JSON for tools; the extension decides. */
 function readConfigDocument(path: string): unknown {
   if (!/\.ya?ml$/i.test(path)) return readJsonConfigFile(path);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String((cause as Error).message);
-    throw new FieldlinkError('CONFIG_UNREADABLE', { message: `cannot read config file ${path}: ${why}`, cause, details: { path } });
-  }
+  const text = readConfigText(path);
   try {
     // uniqueKeys: a key written twice is a mistake, not "the last one wins".
     return YAML.parse(text, { uniqueKeys: true, prettyErrors: true }) as unknown;
