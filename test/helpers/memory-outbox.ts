@@ -58,7 +58,10 @@ export class MemoryOutbox implements Outbox {
     this.#check();
     const rows: OutboxRow[] = [];
     let bytes = 0;
-    for (const r of this.#rows.slice(0, Math.max(0, limit))) {
+    const after = opts.afterId ?? -Infinity;
+    let start = 0;
+    while (start < this.#rows.length && (this.#rows[start]?.id ?? 0) <= after) start++;
+    for (const r of this.#rows.slice(start, start + Math.max(0, limit))) {
       if (opts.maxBytes !== undefined && rows.length > 0 && bytes + r.size > opts.maxBytes) break;
       bytes += r.size;
       rows.push({ id: r.id, reading: structuredClone(r.reading) });

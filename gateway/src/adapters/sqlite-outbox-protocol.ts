@@ -4,7 +4,7 @@
  * reads a clock itself.
  */
 import type { Sample } from '../../../sensors/contract/reading.js';
-import type { BatchRecord, OutboxCounters, OutboxRow } from '../ports/outbox.js';
+import type { BatchRecord, OutboxCounters } from '../ports/outbox.js';
 
 export interface StoreOptions {
   readonly path: string;
@@ -102,7 +102,7 @@ export function withSeq(text: string, start: number, end: number, seq: number): 
 export type StoreRequest =
   | { readonly op: 'open'; readonly options: StoreOptions; readonly monoMs: number }
   | { readonly op: 'append'; readonly group: AppendGroup; readonly monoMs: number; readonly freeBytes: number | undefined }
-  | { readonly op: 'peek'; readonly limit: number; readonly maxBytes: number | undefined; readonly monoMs: number }
+  | { readonly op: 'peek'; readonly limit: number; readonly maxBytes: number | undefined; readonly afterId: number | undefined; readonly monoMs: number }
   | { readonly op: 'ack'; readonly ids: readonly number[]; readonly monoMs: number }
   | { readonly op: 'stats'; readonly monoMs: number }
   | { readonly op: 'recordBatch'; readonly batch: StoredBatch }
@@ -116,7 +116,8 @@ export interface StoreResults {
   open: null;
   /** The seq assigned to each row, in order (the caller has the samples already); transferred. */
   append: Float64Array;
-  peek: readonly OutboxRow[];
+  /** JSON text of `[[id, reading], ...]`, oldest first (see SqliteOutboxStore.peek). */
+  peek: string;
   ack: number;
   stats: StoreStats;
   recordBatch: null;

@@ -24,7 +24,7 @@ function handle(request: StoreRequest): StoreResults[StoreRequest['op']] {
     case 'append':
       return opened().append(request.group, request.monoMs, request.freeBytes);
     case 'peek':
-      return opened().peek(request.limit, request.maxBytes, request.monoMs);
+      return opened().peek(request.limit, request.maxBytes, request.monoMs, request.afterId);
     case 'ack':
       return opened().ack(request.ids, request.monoMs);
     case 'stats':

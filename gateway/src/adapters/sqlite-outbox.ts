@@ -155,7 +155,13 @@ export class SqliteOutbox implements Outbox {
 
   async peek(limit: number, opts: OutboxPeekOptions = {}): Promise<{ readonly rows: readonly OutboxRow[] }> {
     this.#throwIfRefused();
-    const rows = await this.#request({ op: 'peek', limit, maxBytes: opts.maxBytes, monoMs: this.#clock.monotonicMs() });
+    const text = await this.#request({ op: 'peek', limit, maxBytes: opts.maxBytes, afterId: opts.afterId, monoMs: this.#clock.monotonicMs() });
+    const pairs = JSON.parse(text) as [number, Reading][];
+    const rows = new Array<OutboxRow>(pairs.length);
+    for (let i = 0; i < pairs.length; i++) {
+      const [id, reading] = pairs[i] as [number, Reading];
+      rows[i] = { id, reading };
+    }
     return { rows };
   }
 

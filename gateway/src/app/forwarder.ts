@@ -1,10 +1,14 @@
 /**
  * The forwarder (design §4, issue 4): drains the outbox through the uplink.
  *
- * - Rows are peeked oldest first, packed (app/packer.ts) and sent with up to `maxInFlight`
- *   messages outstanding. Rows are acked strictly in order, each message only after its send
- *   resolved and every earlier message's rows were acked: if message 2 is accepted before
- *   message 1, its ack waits for message 1's.
+ * - Rows are read oldest first, only those after the last row planned (`peek` with `afterId`),
+ *   about as many as fill the packer's budget (estimated from the last full message, plus 10 %,
+ *   at most `peekRows`; more are read when all of them fit). They are packed (app/packer.ts)
+ *   and sent with up to `maxInFlight` messages outstanding (fewer after throttling, see
+ *   #window). Rows are acked strictly in order, each message only after its send resolved and
+ *   every earlier message's rows were acked: if message 2 is accepted before message 1, its ack
+ *   waits for message 1's. Acks are chained, not awaited before the next message is packed,
+ *   and the messages already accepted behind the head are acked in the same call.
  * - When a send fails, no new message is started; the messages already in flight settle (each
  *   has the uplink's deadline), the accepted prefix is acked, and the rest stays in the outbox to
  *   be re-peeked after the wait below (a later message accepted behind a failed one is sent
@@ -15,17 +19,19 @@
  *   backoff (`network`) then reopen the uplink.
  * - All waiting is on the injected Clock's monotonic time.
  * - Every batch is recorded in the outbox (`recordBatch`: message id, row range, plan) before it
- *   is sent. Each pass (the start of a drain, and again after every failure or reopen) first
- *   resends the recorded batches that are still pending, rebuilt with `buildMessage` from their
- *   plan and rows, so the resend after a crash or a settings change (budget, encoding) is the
- *   identical message with the same id; only rows outside every recorded batch are planned anew
- *   with the current settings. The outbox drops a record with its rows (see ports/outbox.ts).
+ *   is sent: its send starts once the record committed, while the next batch is packed. Each
+ *   pass (the start of a drain, and again after every failure or reopen) first resends the
+ *   recorded batches that are still pending, rebuilt with `buildMessage` from their plan and
+ *   rows, so the resend after a crash or a settings change (budget, encoding) is the identical
+ *   message with the same id; only rows outside every recorded batch are planned anew with the
+ *   current settings. The outbox drops a record with its rows (see ports/outbox.ts).
  */
 import { isFieldlinkError } from '../../../common/errors.js';
 import type { Clock } from '../../../common/clock.js';
 import type { Logger } from '../../../common/log.js';
 import type { BatchRecord, Outbox, OutboxRow } from '../ports/outbox.js';
 import { isUplinkError, UplinkError, type Uplink, type UplinkErrorKind } from '../ports/uplink.js';
+import { budgetBytes } from '../domain/packer.js';
 import { buildMessage, planBatch, type BatchPlan, type PackerSettings, type TelemetryMessage } from './packer.js';
 
 export interface Backoff {
@@ -41,7 +47,10 @@ export interface ForwarderOptions {
   readonly log?: Logger;
   /** Messages sent but not yet answered (default 4). */
   readonly maxInFlight?: number;
-  /** Rows peeked per refill beyond those in flight (default 1,000). */
+  /**
+   * At most this many rows are read for one new message (default 65,536). Fewer are read as a
+   * rule: about as many as filled the budget last time, plus 10 %.
+   */
   readonly peekRows?: number;
   readonly throttle?: Backoff;
   readonly auth?: Backoff;
@@ -56,12 +65,15 @@ export interface ForwarderOptions {
 
 export const forwarderDefaults = {
   maxInFlight: 4,
-  peekRows: 1000,
+  peekRows: 65_536,
   throttle: { baseMs: 1000, maxMs: 60_000 },
   auth: { baseMs: 60_000, maxMs: 30 * 60_000 },
   network: { baseMs: 1000, maxMs: 60_000 },
   quotaSlackMs: 5000,
 } as const;
+
+/** Rows read per new message beyond the estimate that fills the budget. */
+const PEEK_MARGIN = 1.1;
 
 export interface DrainStats {
   /** True when the outbox was empty at the end; false when aborted. */
@@ -79,14 +91,23 @@ export interface DrainStats {
   waitedMs: number;
   /** Rows dropped because one alone is over the message cap (READING_TOO_LARGE). */
   rowsDropped: number;
+  /** Rows returned by the outbox's peek (against rowsAcked: how much is read more than once). */
+  rowsRead: number;
+  /** Time spent packing (planBatch and rebuilding recorded batches; synchronous CPU), ms. */
+  packMs: number;
   lastError: UplinkError | undefined;
 }
 
 interface InFlight {
   readonly plan: BatchPlan;
   readonly readings: number;
-  /** Resolves with undefined when accepted, else the classified error. */
+  /**
+   * Resolves with undefined when accepted, else the classified uplink error; rejects when the
+   * batch could not be recorded (an outbox failure, thrown by drain).
+   */
   readonly result: Promise<UplinkError | undefined>;
+  /** Set once `result` resolved: undefined while in flight, null when accepted. */
+  settled: UplinkError | null | undefined;
 }
 
 /** The plan of a batch record, if it is one this forwarder wrote. */
@@ -98,7 +119,9 @@ function recordedPlan(record: BatchRecord): BatchPlan | undefined {
   if (!Array.isArray(p.rowIds) || p.rowIds.length !== record.rowCount || !p.rowIds.every((id) => Number.isInteger(id))) return undefined;
   const rowIds = p.rowIds as number[];
   if (rowIds[0] !== record.firstId || rowIds.at(-1) !== record.lastId) return undefined;
-  return { messageId: p.messageId, gatewayId: p.gatewayId, encoding: p.encoding, rowIds };
+  // The zlib level the body was compressed with (absent in plans recorded before it was).
+  if (p.gzipLevel !== undefined && (!Number.isInteger(p.gzipLevel) || (p.gzipLevel as number) < 0 || (p.gzipLevel as number) > 9)) return undefined;
+  return { messageId: p.messageId, gatewayId: p.gatewayId, encoding: p.encoding, rowIds, ...(p.gzipLevel === undefined ? {} : { gzipLevel: p.gzipLevel as number }) };
 }
 
 function asUplinkError(e: unknown): UplinkError {
@@ -115,6 +138,8 @@ export class Forwarder {
    * would only be refused too), then one more per accepted message up to maxInFlight.
    */
   #window: number;
+  /** Rows that filled the budget exactly, by the last message the budget limited (rows per budget). */
+  #rowsPerBudget: number | undefined;
 
   constructor(opts: ForwarderOptions) {
     this.#o = opts;
@@ -136,6 +161,8 @@ export class Forwarder {
       waits: 0,
       waitedMs: 0,
       rowsDropped: 0,
+      rowsRead: 0,
+      packMs: 0,
       lastError: undefined,
     };
     try {
@@ -166,98 +193,179 @@ export class Forwarder {
     }
   }
 
+  /** Rows to read for the next new message: enough to fill the budget, by the last one's rows per byte. */
+  #wantRows(): number {
+    const cap = this.#o.peekRows ?? forwarderDefaults.peekRows;
+    const budget = budgetBytes(this.#o.packer.budgetUnits ?? 1);
+    // Before the first full message: a dense guess (plain JSON rows ~16 B, gzip ~4 B).
+    const estimate = this.#rowsPerBudget ?? budget / (this.#o.packer.encoding === 'json' ? 12 : 3);
+    return Math.max(1, Math.min(cap, Math.ceil(estimate * PEEK_MARGIN) + 16));
+  }
+
   /**
    * One pipelined pass from the oldest row; undefined when the outbox ran empty. Recorded
    * batches are resent as recorded; rows outside them are planned, recorded, then sent.
+   *
+   * Each fill of the window reads only rows after the last one planned (`peek` with `afterId`),
+   * about as many as the next message needs (#wantRows, more if they all fit), and plans from
+   * rows read in that fill: rows read but not planned are read again next time (~10 %), so no
+   * row is planned from a copy older than one message's packing (as before; see
+   * Outbox.rebaseUnsynced). A message is sent once its record committed (the next one is packed
+   * meanwhile); acks are chained in order and batched (every message already accepted behind
+   * the head), and do not hold up packing or sending; the pass waits for them before it ends.
    */
   async #pass(stats: DrainStats): Promise<UplinkError | undefined> {
     const { outbox, uplink, log } = this.#o;
-    const peekRows = this.#o.peekRows ?? forwarderDefaults.peekRows;
+    const cap = this.#o.peekRows ?? forwarderDefaults.peekRows;
+    const budget = budgetBytes(this.#o.packer.budgetUnits ?? 1);
     const window: InFlight[] = [];
     const recorded = [...(await outbox.pendingBatches())];
     let lastPlanned = 0;
-    let inFlightRows = 0;
     let failure: UplinkError | undefined;
     let drained = false;
-    const send = (plan: BatchPlan, message: TelemetryMessage): void => {
-      lastPlanned = plan.rowIds.at(-1) ?? lastPlanned;
-      inFlightRows += plan.rowIds.length;
-      stats.sendAttempts++;
-      const result = uplink.send(message).then(
-        () => undefined,
-        (e: unknown) => asUplinkError(e),
-      );
-      window.push({ plan, readings: message.readingCount, result });
+    // Acks, chained so they run in order; a failed ack stops the chain and is thrown at the end.
+    // Accepted messages wait in `toAck` until the next peek has been asked for (the outbox
+    // worker answers in order: the rows for the next message first, then the deletes).
+    let acking: Promise<void> = Promise.resolve();
+    let toAck: InFlight[] = [];
+    const flushAcks = (): void => {
+      const entries = toAck;
+      if (entries.length === 0) return;
+      toAck = [];
+      const ids = entries.length === 1 ? (entries[0] as InFlight).plan.rowIds : entries.flatMap((e) => e.plan.rowIds);
+      const dropped = entries.reduce((n, e) => n + (e.readings === 0 ? e.plan.rowIds.length : 0), 0);
+      acking = acking.then(async () => {
+        stats.rowsAcked += await outbox.ack(ids);
+        stats.rowsDropped += dropped;
+      });
+      acking.catch(() => undefined);
     };
-    for (;;) {
-      // Fill the window while nothing has failed.
-      while (failure === undefined && !drained && window.length < this.#window) {
-        const next = recorded[0];
-        const limit = inFlightRows + Math.max(peekRows, next?.rowCount ?? 0);
-        const { rows } = await outbox.peek(limit);
-        const fresh = rows.filter((r) => r.id > lastPlanned);
-        const first = fresh[0];
-        if (first === undefined) {
-          drained = true;
-          break;
-        }
-        if (next !== undefined && first.id >= next.firstId) {
-          recorded.shift();
-          const plan = recordedPlan(next);
-          const batchRows = fresh.filter((r) => r.id <= next.lastId);
-          const ids = batchRows.map((r) => r.id);
-          if (plan === undefined || first.id !== next.firstId || ids.length !== plan.rowIds.length || ids.some((id, i) => id !== plan.rowIds[i])) {
-            // Not rebuildable (the outbox drops such records with their rows): plan the rows anew.
-            log?.warn({ messageId: next.messageId, firstId: next.firstId, lastId: next.lastId }, 'recorded batch does not match the outbox rows; planning its rows anew');
+    const track = (entry: InFlight): void => {
+      window.push(entry);
+      entry.result.then(
+        (err) => void (entry.settled = err ?? null),
+        () => undefined,
+      );
+    };
+    // Sends start in order, each once its batch is recorded (the outbox worker commits records in order).
+    const send = (plan: BatchPlan, message: TelemetryMessage, record?: BatchRecord): void => {
+      lastPlanned = plan.rowIds.at(-1) ?? lastPlanned;
+      const committed = record === undefined ? Promise.resolve() : outbox.recordBatch(record);
+      const result = committed.then(() => {
+        stats.sendAttempts++;
+        return uplink.send(message).then(
+          () => undefined,
+          (e: unknown) => asUplinkError(e),
+        );
+      });
+      track({ plan, readings: message.readingCount, result, settled: undefined });
+    };
+    try {
+      for (;;) {
+        // Fill the window while nothing has failed, from rows read in this fill.
+        let rows: OutboxRow[] = [];
+        let more = true;
+        const read = async (n: number): Promise<void> => {
+          const peeked = outbox.peek(n, { afterId: rows.at(-1)?.id ?? lastPlanned });
+          flushAcks();
+          const { rows: got } = await peeked;
+          more = got.length >= n;
+          stats.rowsRead += got.length;
+          rows = rows.length === 0 ? [...got] : rows.concat(got);
+        };
+        while (failure === undefined && !drained && window.length < this.#window) {
+          rows = rows.filter((r) => r.id > lastPlanned);
+          const next = recorded[0];
+          if (next !== undefined && (rows[0]?.id ?? lastPlanned + 1) >= next.firstId) {
+            // A recorded batch is next: read up to its last row, resend it as recorded.
+            while (more && (rows.at(-1)?.id ?? lastPlanned) < next.lastId) await read(Math.max(next.rowCount, 1));
+            recorded.shift();
+            const plan = recordedPlan(next);
+            const batchRows = rows.filter((r) => r.id <= next.lastId);
+            const first = batchRows[0];
+            if (first === undefined) continue;
+            if (plan === undefined || first.id !== next.firstId || batchRows.length !== plan.rowIds.length || batchRows.some((r, i) => r.id !== plan.rowIds[i])) {
+              // Not rebuildable (the outbox drops such records with their rows): plan the rows anew.
+              log?.warn({ messageId: next.messageId, firstId: next.firstId, lastId: next.lastId }, 'recorded batch does not match the outbox rows; planning its rows anew');
+              continue;
+            }
+            const t0 = performance.now();
+            const message = buildMessage(plan, batchRows);
+            stats.packMs += performance.now() - t0;
+            send(plan, message);
             continue;
           }
-          send(plan, buildMessage(plan, batchRows));
+          // Rows outside every recorded batch: plan them with the current settings, below the next record.
+          const want = this.#wantRows();
+          if (rows.length < want && more) await read(want - rows.length);
+          const bounded = (): OutboxRow[] => (next === undefined ? rows : rows.filter((r) => r.id < next.firstId));
+          let candidates = bounded();
+          const first = candidates[0];
+          if (first === undefined) {
+            // Nothing after the last planned row: drained, or the next record's rows are gone.
+            if (rows.length === 0) {
+              if (next === undefined) drained = true;
+              else recorded.shift();
+            }
+            continue;
+          }
+          let batch = this.#plan(candidates, stats);
+          // Every row read fits: read more (up to the cap) and plan again, so a message fills its budget.
+          while (batch !== undefined && batch.plan.rowIds.length === candidates.length && more && candidates.length === rows.length && rows.length < cap) {
+            await read(Math.min(cap - rows.length, Math.max(64, Math.ceil(rows.length / 4))));
+            candidates = bounded();
+            batch = this.#plan(candidates, stats);
+          }
+          if (batch === undefined) {
+            // The first row alone can never be sent; drop it once everything before it is acked.
+            lastPlanned = first.id;
+            track({ plan: { messageId: `drop-${first.id}`, gatewayId: '', encoding: 'json', rowIds: [first.id] }, readings: 0, result: Promise.resolve(undefined), settled: undefined });
+            continue;
+          }
+          const { plan, message } = batch;
+          if (plan.rowIds.length < candidates.length) this.#rowsPerBudget = (plan.rowIds.length * budget) / message.size;
+          send(plan, message, { messageId: plan.messageId, firstId: first.id, lastId: plan.rowIds.at(-1) ?? first.id, rowCount: plan.rowIds.length, plan });
+        }
+        flushAcks();
+        const head = window.shift();
+        if (head === undefined) return failure;
+        const err = await head.result;
+        if (err !== undefined || failure !== undefined) {
+          // Rows from here on stay in the outbox; wait for the rest of the window to settle.
+          failure ??= err;
+          if (err !== undefined) stats.failures[err.kind]++;
           continue;
         }
-        // Rows outside every recorded batch: plan them with the current settings, below the next record.
-        const candidates = next === undefined ? fresh : fresh.filter((r) => r.id < next.firstId);
-        const batch = this.#plan(candidates);
-        if (batch === undefined) {
-          // The first row alone can never be sent; drop it once everything before it is acked.
-          lastPlanned = first.id;
-          inFlightRows += 1;
-          window.push({ plan: { messageId: `drop-${first.id}`, gatewayId: '', encoding: 'json', rowIds: [first.id] }, readings: 0, result: Promise.resolve(undefined) });
-          continue;
+        // Ack the head with every message accepted right behind it, in one call.
+        const accepted = [head];
+        while (window[0] !== undefined && window[0].settled === null) accepted.push(window.shift() as InFlight);
+        toAck.push(...accepted);
+        for (const e of accepted) {
+          if (e.readings === 0) continue;
+          stats.messagesSent++;
+          stats.readingsSent += e.readings;
+          this.#attempts = { throttle: 0, auth: 0, network: 0 };
+          this.#window = Math.min(this.#maxInFlight, this.#window + 1);
         }
-        const { plan, message } = batch;
-        await outbox.recordBatch({ messageId: plan.messageId, firstId: first.id, lastId: plan.rowIds.at(-1) ?? first.id, rowCount: plan.rowIds.length, plan });
-        send(plan, message);
       }
-      const head = window.shift();
-      if (head === undefined) return failure;
-      inFlightRows -= head.plan.rowIds.length;
-      const err = await head.result;
-      if (err !== undefined || failure !== undefined) {
-        // Rows from here on stay in the outbox; wait for the rest of the window to settle.
-        failure ??= err;
-        if (err !== undefined) stats.failures[err.kind]++;
-        continue;
-      }
-      const dropped = head.readings === 0;
-      stats.rowsAcked += await outbox.ack(head.plan.rowIds);
-      if (dropped) {
-        stats.rowsDropped += head.plan.rowIds.length;
-        continue;
-      }
-      stats.messagesSent++;
-      stats.readingsSent += head.readings;
-      this.#attempts = { throttle: 0, auth: 0, network: 0 };
-      this.#window = Math.min(this.#maxInFlight, this.#window + 1);
+    } finally {
+      // Outbox failures (a record or an ack) are thrown; every started ack is waited for.
+      flushAcks();
+      await Promise.allSettled(window.map((e) => e.result));
+      await acking;
     }
   }
 
-  #plan(rows: readonly OutboxRow[]): ReturnType<typeof planBatch> | undefined {
+  #plan(rows: readonly OutboxRow[], stats: DrainStats): ReturnType<typeof planBatch> | undefined {
+    const t0 = performance.now();
     try {
-      return planBatch(rows, this.#o.packer);
+      return planBatch(rows, this.#o.packer, this.#rowsPerBudget === undefined ? {} : { guessRows: this.#rowsPerBudget });
     } catch (e) {
       if (!isFieldlinkError(e, 'READING_TOO_LARGE')) throw e;
       this.#o.log?.error({ err: e }, 'outbox row too large to ever send; dropping it');
       return undefined;
+    } finally {
+      stats.packMs += performance.now() - t0;
     }
   }
 

@@ -24,33 +24,52 @@ export function budgetBytes(units: number): number {
 
 /**
  * How many of the first `count` rows to send: the largest n (1 ≤ n ≤ count) for which
- * `sizeOf(n) <= budget`, found by doubling then bisecting, so the cost grows with the answer,
- * not with `count`. A first row that alone exceeds the budget still goes alone (n = 1): it
- * must leave the outbox some time, and the cap is checked by the caller.
+ * `sizeOf(n) <= budget` and `sizeOf(n + 1) > budget` (or n = count), found by a safeguarded
+ * secant search from `guess` (default 1): size is close to linear in n, so a few probes land
+ * on the edge, and the cost grows with the answer, not with `count`. A first row that alone
+ * exceeds the budget still goes alone (n = 1): it must leave the outbox some time, and the cap
+ * is checked by the caller.
  *
  * Assumes size grows with n (true for JSON; for gzip it can dip by a byte, so the result is
- * the edge of a fitting run, never a size over budget).
+ * the edge of a fitting run, never a size over budget). Every n probed is below the answer
+ * plus the last overshoot; a probe is never repeated (callers may cache, need not).
  */
-export function rowsWithinBudget(count: number, budget: number, sizeOf: (n: number) => number): number {
+export function rowsWithinBudget(count: number, budget: number, sizeOf: (n: number) => number, guess = 1): number {
   if (count < 1) return 0;
-  if (sizeOf(1) > budget) return 1;
-  let fits = 1;
-  let over = count + 1;
-  for (let n = 2; n <= count; n *= 2) {
-    if (sizeOf(n) <= budget) fits = n;
+  // Invariant: sizeOf(lo) <= budget (lo = 0: none known), sizeOf(hi) > budget (hi = count + 1: none known).
+  let lo = 0;
+  let hi = count + 1;
+  let prev: [number, number] | undefined;
+  let n = Math.min(count, Math.max(1, Math.round(guess)));
+  let width = hi - lo;
+  let slowSteps = 0;
+  for (;;) {
+    const size = sizeOf(n);
+    if (size <= budget) lo = n;
+    else hi = n;
+    if (hi - lo <= 1) break;
+    // Secant through the last two probes; with one, through the origin (overestimates the
+    // per-row size by the fixed overhead, so it undershoots a little: safe, one more probe).
+    const [pn, ps] = prev ?? [0, 0];
+    const slope = n !== pn && size !== ps ? (size - ps) / (n - pn) : size / n;
+    let next = slope > 0 ? n + (budget - size) / slope : hi === count + 1 ? 2 * n : (lo + hi) / 2;
+    prev = [n, size];
+    // Land on the fitting side of the edge; once there, check the row after it.
+    next = Math.floor(next);
+    if (next <= lo) next = lo + 1;
+    if (next >= hi) next = hi - 1;
+    // Safeguard (non-linear sizes): bisect when two probes in a row did not halve the bracket.
+    if (hi - lo > width / 2) slowSteps++;
     else {
-      over = n;
-      break;
+      slowSteps = 0;
+      width = hi - lo;
     }
+    if (slowSteps >= 2 && hi <= count) {
+      next = Math.floor((lo + hi) / 2);
+      slowSteps = 0;
+      width = hi - lo;
+    }
+    n = next;
   }
-  if (over === count + 1 && fits < count) {
-    if (sizeOf(count) <= budget) return count;
-    over = count;
-  }
-  while (over - fits > 1) {
-    const mid = Math.floor((fits + over) / 2);
-    if (sizeOf(mid) <= budget) fits = mid;
-    else over = mid;
-  }
-  return fits;
+  return Math.max(lo, 1);
 }

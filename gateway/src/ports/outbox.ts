@@ -12,6 +12,11 @@ export interface OutboxPeekOptions {
    * row is always returned, however large, so one oversized row cannot stall the uplink.
    */
   readonly maxBytes?: number;
+  /**
+   * Only rows with an id greater than this, oldest first (a reader that already holds the rows
+   * up to some id continues after it, instead of reading them again).
+   */
+  readonly afterId?: number;
 }
 
 /** Persisted totals since the outbox file was created (they survive restarts). */

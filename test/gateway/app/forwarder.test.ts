@@ -7,14 +7,15 @@ import { readEvents } from '../../../cloud/hub/event-store.js';
 import { AmqpUplink } from '../../../gateway/src/adapters/amqp-uplink.js';
 import { SqliteOutbox } from '../../../gateway/src/adapters/sqlite-outbox.js';
 import { Forwarder, type DrainStats, type ForwarderOptions } from '../../../gateway/src/app/forwarder.js';
-import { planBatch, type PackerSettings } from '../../../gateway/src/app/packer.js';
+import { packMessage, planBatch, type PackerSettings } from '../../../gateway/src/app/packer.js';
 import { decodeTelemetry, parseTelemetryMessageId } from '../../../gateway/src/contract/telemetry.js';
-import type { Outbox } from '../../../gateway/src/ports/outbox.js';
+import type { Outbox, OutboxPeekOptions } from '../../../gateway/src/ports/outbox.js';
 import { UplinkError as UplinkErrorClass, type OutgoingMessage, type Uplink, type UplinkError } from '../../../gateway/src/ports/uplink.js';
 import type { Sample } from '../../../sensors/contract/reading.js';
 import { eventually, within } from '../../helpers/deadline.js';
 import { startTestHub, type TestHub } from '../../helpers/hub.js';
 import { MemoryOutbox } from '../../helpers/memory-outbox.js';
+import { noisyReadings } from '../../helpers/readings.js';
 import { appendNow, sample } from '../ports/outbox-contract.js';
 
 const WAIT = 15_000;
@@ -70,13 +71,22 @@ class AckWitness {
   inFlight = 0;
   maxInFlight = 0;
 
-  uplink(inner: Uplink, delayFirstMs = 0): Uplink {
+  /**
+   * With `holdUntil`, the first sends are held (not passed on) until that many are in flight at
+   * once, so the window is seen full however slow the machine; then nothing more is held.
+   */
+  uplink(inner: Uplink, delayFirstMs = 0, holdUntil = 0): Uplink {
     let sends = 0;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    if (holdUntil <= 1) release();
     const send = async (m: OutgoingMessage): Promise<void> => {
       const n = sends++;
       this.inFlight++;
       this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+      if (this.inFlight >= holdUntil) release();
       try {
+        await gate;
         await inner.send(m);
         if (n === 0 && delayFirstMs > 0) await new Promise((r) => setTimeout(r, delayFirstMs));
         const id = parseTelemetryMessageId(m.messageId);
@@ -132,7 +142,7 @@ async function messageCount(outbox: Outbox): Promise<number> {
 t.test('a drain delivers every reading, acks only accepted rows, in order, with several in flight', async (t) => {
   const r = await rig(t, 1500);
   const w = new AckWitness();
-  const forwarder = new Forwarder({ outbox: w.outbox(r.outbox), uplink: w.uplink(r.uplink, 300), clock: systemClock, packer, maxInFlight: 4 });
+  const forwarder = new Forwarder({ outbox: w.outbox(r.outbox), uplink: w.uplink(r.uplink, 300, 4), clock: systemClock, packer, maxInFlight: 4 });
   const expected = await messageCount(r.outbox);
   const stats = await within(WAIT, 'drain', forwarder.drain());
   t.equal(stats.completed, true);
@@ -144,7 +154,7 @@ t.test('a drain delivers every reading, acks only accepted rows, in order, with 
   t.same(w.violations, [], 'no row acked before its message was accepted');
   const order = w.acks.flat();
   t.same(order, [...order].sort((a, b) => a - b), 'rows acked in ascending order');
-  t.ok(w.maxInFlight > 2 && w.maxInFlight <= 4, `up to 4 in flight (saw ${w.maxInFlight})`);
+  t.equal(w.maxInFlight, 4, 'the window fills to 4 in flight, never more (sends held until it is full)');
   t.ok(
     w.accepted.findIndex(([a]) => a === 1) > 0,
     'message 1 (delayed) was accepted after a later one, yet acked first',
@@ -391,4 +401,56 @@ t.test('after a failed send the next pass resends the recorded batches unchanged
   t.same(sent.slice(2, 4).map(wire), sent.slice(0, 2).map(wire), 'the failed window was resent identically');
   t.equal((await outbox.stats()).depth, 0);
   t.same(await outbox.pendingBatches(), []);
+});
+
+t.test('a drain reads each row about once and fills a big budget: the messages a planner makes of the whole outbox', async (t) => {
+  const outbox = new MemoryOutbox();
+  await appendNow(
+    outbox,
+    noisyReadings(60_000, 11).map(({ seq: _seq, ...s }) => s),
+  );
+  const all = (await outbox.peek(100_000)).rows;
+  const settings: PackerSettings = { gatewayId: GATEWAY, encoding: 'json+gzip', budgetUnits: 16 };
+  // What the packer makes of the outbox, each message planned from every row left.
+  const expected: string[] = [];
+  for (let at = 0; at < all.length; ) {
+    const { plan } = planBatch(all.slice(at), settings);
+    expected.push(plan.messageId);
+    at += plan.rowIds.length;
+  }
+  t.ok(expected.length >= 4, `${expected.length} messages`);
+  const peeks: Array<number | undefined> = [];
+  const spy = new Proxy(outbox, {
+    get: (target, prop) =>
+      prop === 'peek'
+        ? (limit: number, opts?: OutboxPeekOptions) => {
+            peeks.push(opts?.afterId);
+            return target.peek(limit, opts);
+          }
+        : bound(target, prop),
+  }) as Outbox;
+  const uplink = capturingUplink(false);
+  const stats = await within(WAIT, 'drain', new Forwarder({ outbox: spy, uplink, clock: new FakeClock(), packer: settings }).drain());
+  t.equal(stats.completed, true);
+  t.same(uplink.sent.map((m) => m.messageId), expected, 'every message fills the 16-unit budget (as many rows as fit, not a peek window)');
+  t.equal(stats.rowsAcked, all.length);
+  t.ok(stats.rowsRead <= all.length * 1.5, `${stats.rowsRead} rows read for ${all.length} (each about once, never the rows in flight again)`);
+  t.ok(peeks.slice(1).every((id) => id !== undefined && id > 0), 'every peek after the first continues after the rows already read');
+  t.ok(stats.packMs > 0);
+  t.equal((await outbox.stats()).depth, 0);
+});
+
+t.test('a batch recorded by an older version (no gzip level in its plan) is resent byte-identically, at level 9', async (t) => {
+  const outbox = new MemoryOutbox();
+  const readings = await appendNow(outbox, samples(300));
+  const rows = (await outbox.peek(1000)).rows.slice(0, 200);
+  const old = packMessage(GATEWAY, 'json+gzip', rows, 9);
+  const plan = { messageId: old.messageId, gatewayId: GATEWAY, encoding: 'json+gzip', rowIds: rows.map((r) => r.id) };
+  await outbox.recordBatch({ messageId: plan.messageId, firstId: rows[0]?.id ?? 0, lastId: rows.at(-1)?.id ?? 0, rowCount: rows.length, plan });
+  const uplink = capturingUplink(false);
+  const stats = await within(WAIT, 'drain', new Forwarder({ outbox, uplink, clock: new FakeClock(), packer: { gatewayId: GATEWAY, encoding: 'json+gzip', budgetUnits: 8 } }).drain());
+  t.equal(stats.completed, true);
+  t.equal(uplink.sent[0]?.messageId, old.messageId);
+  t.ok(uplink.sent[0]?.body.equals(old.body), 'the same bytes as the level-9 original');
+  t.equal(stats.rowsAcked, readings.length);
 });

@@ -1,7 +1,16 @@
 import { randomBytes } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 import t from 'tap';
-import { decodeTelemetry, telemetryMessageSize } from '../../../gateway/src/contract/telemetry.js';
-import { buildMessage, packMessage, planBatch, type PackableRow, type PackerSettings } from '../../../gateway/src/app/packer.js';
+import {
+  buildTelemetryDocument,
+  decodeTelemetry,
+  encodeTelemetry,
+  TELEMETRY_GZIP_LEVEL,
+  telemetryMessageSize,
+  telemetryProperties,
+  TelemetryTextBuilder,
+} from '../../../gateway/src/contract/telemetry.js';
+import { buildMessage, packMessage, planBatch, type BatchPlan, type PackableRow, type PackerSettings } from '../../../gateway/src/app/packer.js';
 import { BILLING_UNIT_BYTES, rowsWithinBudget } from '../../../gateway/src/domain/packer.js';
 import type { Reading } from '../../../sensors/contract/reading.js';
 import { noisyReadings } from '../../helpers/readings.js';
@@ -136,4 +145,83 @@ t.test('rowsWithinBudget (the pure rule)', async (t) => {
   let calls = 0;
   rowsWithinBudget(1_000_000, 1000, (n) => (calls++, n * 10));
   t.ok(calls <= 16, `cost follows the answer, not the row count (${calls} probes)`);
+});
+
+t.test('rowsWithinBudget: the same edge from any guess, in few probes', async (t) => {
+  const linear = (per: number, fixed = 0) => (n: number) => fixed + n * per;
+  for (const guess of [1, 2, 50, 333, 334, 335, 999, 10_000, 2_000_000]) {
+    let calls = 0;
+    const n = rowsWithinBudget(1_000_000, 100_000, (k) => (calls++, linear(300, 250)(k)), guess);
+    t.equal(n, 332, `guess ${guess}`);
+    t.ok(calls <= 6, `guess ${guess}: ${calls} probes`);
+  }
+  // A size that is not linear at all still ends on an edge, with the bisection safeguard.
+  const steps = (n: number): number => 1000 * Math.floor(Math.sqrt(n)) + n;
+  let calls = 0;
+  const n = rowsWithinBudget(100_000, 50_000, (k) => (calls++, steps(k)), 1);
+  t.ok(steps(n) <= 50_000 && steps(n + 1) > 50_000, `edge ${n}`);
+  t.ok(calls <= 40, `${calls} probes`);
+});
+
+/** Odd readings the format specialises: boot ids, flags, deviceSeq, non-ASCII, backwards ts, one source two kinds. */
+const ODD: Reading[] = [
+  { source: 's/ä', kind: 'mode', value: 0, unit: '', ts: 10, seq: 0, flags: {} },
+  { source: 's/ä', kind: 'mode', value: 1e-7, unit: '', ts: 5, seq: 3, deviceSeq: 0, flags: {} },
+  { source: 's/ä', kind: 'mode', value: -1.5e300, unit: '', ts: 5, seq: 4, flags: { clockUnsynced: true }, bootId: 'b1' },
+  { source: 's/ä', kind: 'mode', value: 2, unit: '', ts: 6, seq: 5, flags: { alarm: true }, bootId: 'b—2' },
+  { source: 's/ä', kind: 'uv_index', value: -0, unit: 'µ', ts: 6, seq: 6, deviceSeq: 7, flags: { alarm: true, clockUnsynced: true } },
+  { source: 'x', kind: 'rssi', value: 1e21, unit: 'dBm', ts: 6, seq: 1, flags: {}, bootId: 'b1' },
+];
+
+t.test('TelemetryTextBuilder: text(n) is the encoder\'s JSON of the first n readings, byte for byte', async (t) => {
+  for (const readings of [noisyReadings(400, 3), ODD, [...ODD, ...noisyReadings(50, 9), ...ODD]]) {
+    const b = new TelemetryTextBuilder(GW, readings);
+    for (let n = 1; n <= readings.length; n += n < 20 ? 1 : 37) {
+      const expected = JSON.stringify(buildTelemetryDocument(GW, readings.slice(0, n)));
+      t.equal(b.text(n).toString('utf8'), expected, `n ${n}`, { diagnostic: false });
+      t.equal(b.byteLength(n), Buffer.byteLength(expected), `byteLength ${n}`, { diagnostic: false });
+      t.same(b.properties(n), telemetryProperties(GW, readings.slice(0, n)), `properties ${n}`, { diagnostic: false });
+    }
+    t.equal(encodeTelemetry(GW, readings, 'json').toString('utf8'), JSON.stringify(buildTelemetryDocument(GW, readings)));
+  }
+  const b = new TelemetryTextBuilder(GW, noisyReadings(1000, 3));
+  b.text(10);
+  t.equal(b.encoded, 10, 'readings are encoded lazily, up to the largest n asked for');
+  t.throws(() => b.text(0), RangeError);
+  t.throws(() => b.text(1001), RangeError);
+});
+
+t.test('packing cost: each row encoded once, a few gzip runs per message, the same message from any guess', async (t) => {
+  const budgetUnits = 16;
+  const settings: PackerSettings = { gatewayId: GW, encoding: 'json+gzip', budgetUnits };
+  const rows = rowsOf(noisyReadings(40_000, 5));
+  const { plan, message, cost } = planBatch(rows, settings);
+  const n = plan.rowIds.length;
+  t.ok(n > 10_000 && n < rows.length, `${n} rows fill 16 units`);
+  t.ok(message.size <= budgetUnits * BILLING_UNIT_BYTES && packMessage(GW, 'json+gzip', rows.slice(0, n + 1)).size > budgetUnits * BILLING_UNIT_BYTES, 'on the edge');
+  t.ok(cost.rowsEncoded <= n + Math.ceil(n / 20), `${cost.rowsEncoded} rows encoded for ${n}`);
+  t.ok(cost.compressions <= 7, `${cost.compressions} gzip runs (doubling then bisecting took 27)`);
+  for (const guessRows of [1, n - 40, n, n + 1, n + 500, 1e9]) {
+    const again = planBatch(rows, settings, { guessRows });
+    t.same(again.plan, plan, `guess ${guessRows}: the same plan`);
+    t.ok(again.message.body.equals(message.body), `guess ${guessRows}: the same bytes`);
+    if (Math.abs(guessRows - n) <= 1) t.ok(again.cost.compressions <= 4, `a good guess: ${again.cost.compressions} gzip runs`);
+  }
+  const json = planBatch(rows, { ...settings, encoding: 'json' });
+  t.equal(json.cost.compressions, 0, 'json sizes need no body');
+  t.ok(json.cost.probes <= 6, `${json.cost.probes} json probes`);
+});
+
+t.test('the gzip level is recorded in the plan; a plan without one (recorded before) rebuilds at level 9', async (t) => {
+  const rows = ROWS.slice(0, 2000);
+  const { plan, message } = planBatch(rows, { gatewayId: GW, encoding: 'json+gzip', budgetUnits: 2 });
+  t.equal(plan.gzipLevel, TELEMETRY_GZIP_LEVEL);
+  t.equal(TELEMETRY_GZIP_LEVEL, 6);
+  const chosen = rows.slice(0, plan.rowIds.length);
+  t.ok(buildMessage(JSON.parse(JSON.stringify(plan)) as BatchPlan, chosen).body.equals(message.body), 'rebuilt identically');
+  const { gzipLevel: _level, ...legacy } = plan;
+  const old = buildMessage(legacy, chosen);
+  t.ok(old.body.equals(encodeTelemetry(GW, chosen.map((r) => r.reading), 'json+gzip', 9)), 'legacy plan: level 9, as it was sent');
+  t.ok(gunzipSync(old.body).equals(gunzipSync(message.body)), 'the same text either way');
+  t.notOk('gzipLevel' in planBatch(rows, { gatewayId: GW, encoding: 'json' }).plan, 'no level for json');
 });

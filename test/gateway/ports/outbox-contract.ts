@@ -186,6 +186,21 @@ export function outboxContract(t: Test, name: string, make: OutboxFactory, reope
     t.equal((await outbox.peek(10, { maxBytes: Math.floor((bytes / depth) * 2.5) })).rows.length, 2);
   });
 
+  t.test(`${name}: peek afterId returns only later rows, oldest first, and combines with limit and maxBytes`, async (t) => {
+    const outbox = await make(t);
+    await appendNow(outbox, [1, 2, 3, 4, 5].map((v) => sample('a', v)));
+    const ids = (await outbox.peek(10)).rows.map((r) => r.id);
+    const [id1 = -1, id2 = -1, id3 = -1, , id5 = -1] = ids;
+    t.same((await outbox.peek(10, { afterId: id2 })).rows.map((r) => r.reading.value), [3, 4, 5]);
+    t.same((await outbox.peek(2, { afterId: id1 })).rows.map((r) => r.reading.value), [2, 3], 'limit counts from afterId');
+    t.same((await outbox.peek(10, { afterId: id1 - 1 })).rows.map((r) => r.id), ids, 'below the oldest: everything');
+    t.same((await outbox.peek(10, { afterId: id5 })).rows, [], 'after the newest: nothing');
+    t.equal((await outbox.peek(10, { afterId: id3, maxBytes: 1 })).rows.length, 1, 'maxBytes still returns one row');
+    t.equal(await outbox.ack([id3]), 1);
+    t.same((await outbox.peek(10, { afterId: id2 })).rows.map((r) => r.reading.value), [4, 5], 'a gap (acked id) is skipped');
+    t.same((await outbox.peek(10, { afterId: id3 })).rows.map((r) => r.reading.value), [4, 5], 'afterId need not be stored');
+  });
+
   t.test(`${name}: ack deletes exactly the given rows and counts them as sent`, async (t) => {
     const outbox = await make(t);
     await appendNow(outbox, [sample('a', 1), sample('a', 2), sample('a', 3)]);
