@@ -59,6 +59,8 @@ function prepareStatements(db: Database.Database) {
     bump: db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value'),
     setElapsed: db.prepare("INSERT INTO meta (key, value) VALUES ('elapsed_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
     deleteById: db.prepare('DELETE FROM readings WHERE id = ? RETURNING size, alarm'),
+    rangeTotals: db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM readings WHERE id BETWEEN ? AND ?'),
+    deleteRange: db.prepare('DELETE FROM readings WHERE id BETWEEN ? AND ?'),
     oldestOfClass: db.prepare('SELECT id, size, alarm, enq_ms FROM readings WHERE alarm = ? AND id > ? ORDER BY alarm, id LIMIT ?'),
     oldest: db.prepare('SELECT id, size, alarm, enq_ms FROM readings WHERE id > ? ORDER BY id LIMIT ?'),
     peek: db.prepare('SELECT id, size, body FROM readings WHERE id > ? ORDER BY id LIMIT ?'),
@@ -246,12 +248,15 @@ export class SqliteOutboxStore {
     const now = this.#now(monoMs);
     let deleted = 0;
     this.#transact(() => {
-      for (const id of ids) {
-        const row = this.#stmt.deleteById.get(id) as { size: number } | undefined;
-        if (row === undefined) continue;
-        deleted += 1;
-        this.#depth -= 1;
-        this.#bytes -= row.size;
+      // A message's rows are consecutive ids (ids never repeat, newer rows get higher ones), so
+      // an ack is a few ranges: two statements a range instead of one a row.
+      for (const [first, last] of idRuns(ids)) {
+        const { n, bytes } = this.#stmt.rangeTotals.get(first, last) as { n: number; bytes: number };
+        if (n === 0) continue;
+        this.#stmt.deleteRange.run(first, last);
+        deleted += n;
+        this.#depth -= n;
+        this.#bytes -= bytes;
       }
       this.#bump('sent', deleted);
       if (deleted > 0) this.#pruneBatches();
@@ -411,4 +416,16 @@ export class SqliteOutboxStore {
     if (free > 0 && (force || this.#depth === 0 || free >= this.#opts.vacuumThresholdPages)) this.#db.exec('PRAGMA incremental_vacuum');
     if (force || this.#depth === 0) this.#db.pragma('wal_checkpoint(TRUNCATE)');
   }
+}
+
+/** Sorted, de-duplicated ids as inclusive runs of consecutive integers. */
+export function idRuns(ids: readonly number[]): [number, number][] {
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  const runs: [number, number][] = [];
+  for (const id of sorted) {
+    const last = runs.at(-1);
+    if (last !== undefined && id === last[1] + 1) last[1] = id;
+    else runs.push([id, id]);
+  }
+  return runs;
 }
