@@ -14,7 +14,7 @@ export type CommandRegistrar = (program: Command) => void;
 export const commandModules: readonly { readonly name: string; readonly load: () => Promise<CommandRegistrar> }[] = [
   { name: 'hub', load: async () => (await import('../cloud/hub/cli.js')).registerHubCommands },
   { name: 'gateway', load: async () => (await import('../gateway/src/cli.js')).registerGatewayCommand },
-  { name: 'emulate', load: async () => (await import('../sensors/serial-thermostat/cli.js')).registerEmulateCommands },
+  { name: 'emulate', load: async () => (await import('../sensors/cli.js')).registerEmulateCommands },
   { name: 'demo', load: async () => (await import('./demo.js')).registerDemoCommand },
 ];
 

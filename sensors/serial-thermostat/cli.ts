@@ -28,14 +28,9 @@ interface ThermostatCliOptions {
   silenceFor?: number;
 }
 
-/** The `emulate` command, shared by the sensor families: created once, found afterwards. */
-function emulateCommand(program: Command): Command {
-  return program.commands.find((c) => c.name() === 'emulate') ?? program.command('emulate').description('run a sensor emulator on the OS boundary its driver uses');
-}
-
-/** Registers `fieldlink emulate thermostat`. */
-export function registerEmulateCommands(program: Command): void {
-  emulateCommand(program)
+/** Registers `fieldlink emulate thermostat` under the `emulate` command (sensors/cli.ts). */
+export function registerThermostatEmulator(emulate: Command): void {
+  emulate
     .command('thermostat')
     .description('serve the serial thermostat protocol on a pseudo-terminal (needs socat); the host opens --link')
     .requiredOption('--link <path>', 'path of the host side of the pty pair (the emulator keeps <path>.emu)')
