@@ -11,6 +11,7 @@ import type { Logger } from '../../common/log.js';
 import { AmqpUplink } from './adapters/amqp-uplink.js';
 import { APPLIED_CONFIG_FILE, JsonFileAppliedConfigStore } from './adapters/applied-config-store.js';
 import { linuxBootClock } from './adapters/linux-boot-clock.js';
+import { FirmataBoardSource } from './adapters/firmata-board-source.js';
 import { SerialThermostatSource } from './adapters/serial-thermostat-source.js';
 import { SqliteOutbox } from './adapters/sqlite-outbox.js';
 import { Timedate1ClockTrust } from './adapters/timedate1-clock-trust.js';
@@ -43,10 +44,12 @@ function buildSources(config: LoadedGatewayConfig, clock: Clock, log: Logger): G
       case 'serial':
         sources.push(new SerialThermostatSource({ configId: s.id, path: s.path, baudRate: s.baudRate, clock, log }));
         break;
-      case 'ble':
       case 'firmata':
-        // The drivers arrive with the wearables/Firmata work; the rest of the gateway runs.
-        log.error({ source: s.id, family: s.family }, `source family ${s.family} is not supported by this firmware yet; source skipped`);
+        sources.push(new FirmataBoardSource({ configId: s.id, path: s.path, baudRate: s.baudRate, thermometers: s.thermometers, clock, log }));
+        break;
+      case 'ble':
+        // The BLE driver is being integrated (issue 5); the rest of the gateway runs.
+        log.error({ source: s.id, family: s.family }, 'source family ble is not supported by this firmware yet; source skipped');
         break;
     }
   }

@@ -123,6 +123,7 @@ export class FirmataThermometerSource implements SensorSource {
   readonly #channels: ReadonlyArray<readonly [number, ThermometerSpec]>;
   #conn: Connection | undefined;
   #running = false;
+  #samplingIntervalMs: number;
 
   constructor(opts: FirmataThermometerOptions) {
     this.id = `firmata:${opts.boardId}`;
@@ -138,10 +139,16 @@ export class FirmataThermometerSource implements SensorSource {
       seen.add(ch);
       return [ch, spec] as const;
     });
-    const interval = opts.samplingIntervalMs ?? 1000;
-    if (!(Number.isInteger(interval) && interval >= 10 && interval <= 16383)) {
-      throw new FieldlinkError('CONFIG_INVALID', { message: `samplingIntervalMs must be an integer 10..16383, not ${interval}` });
-    }
+    this.#samplingIntervalMs = checkedInterval(opts.samplingIntervalMs ?? 1000);
+  }
+
+  /**
+   * The board's SAMPLING_INTERVAL (Firmata caps it at 16,383 ms; longer intervals are the
+   * gateway's report thinning). Sent now if a board is connected, and on every (re)connect.
+   */
+  setSamplingInterval(ms: number): void {
+    this.#samplingIntervalMs = checkedInterval(Math.min(16_383, Math.max(10, Math.round(ms))));
+    this.#conn?.io.setSamplingInterval(this.#samplingIntervalMs);
   }
 
   /** True while a board is connected and ready. */
@@ -292,7 +299,7 @@ export class FirmataThermometerSource implements SensorSource {
 
   #startReporting(conn: Connection, channel: SampleChannel): void {
     const { io } = conn;
-    io.setSamplingInterval(this.#opts.samplingIntervalMs ?? 1000);
+    io.setSamplingInterval(this.#samplingIntervalMs);
     for (const [ch, spec] of this.#channels) {
       if (io.analogPins[ch] === undefined) {
         this.counters.errors++;
@@ -354,4 +361,11 @@ async function settleWithin(ms: number, p: Promise<void>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
   clearTimeout(timer);
+}
+
+function checkedInterval(interval: number): number {
+  if (!(Number.isInteger(interval) && interval >= 10 && interval <= 16383)) {
+    throw new FieldlinkError('CONFIG_INVALID', { message: `samplingIntervalMs must be an integer 10..16383, not ${interval}` });
+  }
+  return interval;
 }

@@ -64,6 +64,12 @@ export interface Pairing {
   readonly name?: string;
 }
 
+/** An analog thermometer on a Firmata board (e.g. a TMP36 on A0). */
+export interface FirmataThermometer {
+  readonly pin: 'A0' | 'A1' | 'A2' | 'A3' | 'A4' | 'A5';
+  readonly controller: 'TMP36' | 'LM35';
+}
+
 /** The twin-settable part, after defaults. */
 export interface GatewaySettings {
   readonly sampling: Readonly<Record<SourceFamily, SamplingSettings>>;
@@ -80,7 +86,7 @@ export interface GatewaySettings {
 
 export type SourceConfig =
   | { readonly id: string; readonly family: 'serial'; readonly path: string; readonly baudRate: number }
-  | { readonly id: string; readonly family: 'firmata'; readonly path: string; readonly baudRate: number }
+  | { readonly id: string; readonly family: 'firmata'; readonly path: string; readonly baudRate: number; readonly thermometers: readonly FirmataThermometer[] }
   | { readonly id: string; readonly family: 'ble'; readonly adapter: string };
 
 export interface ClockTrustConfig {
@@ -226,11 +232,27 @@ export const gatewayConfigSchema = {
           path: { type: 'string', minLength: 1 },
           baudRate: { type: 'integer', enum: [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] },
           adapter: { type: 'string', pattern: '^hci[0-9]+$' },
+          thermometers: {
+            type: 'array',
+            minItems: 1,
+            maxItems: 6,
+            items: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['pin', 'controller'],
+              properties: { pin: { enum: ['A0', 'A1', 'A2', 'A3', 'A4', 'A5'] }, controller: { enum: ['TMP36', 'LM35'] } },
+            },
+          },
         },
         allOf: [
           {
             if: { properties: { family: { enum: ['serial', 'firmata'] } } },
             then: { required: ['path'], properties: { path: true, adapter: false, baudRate: { default: 57_600 } } },
+          },
+          {
+            if: { properties: { family: { const: 'firmata' } } },
+            then: { properties: { thermometers: { default: [{ pin: 'A0', controller: 'TMP36' }] } } },
+            else: { properties: { thermometers: false } },
           },
           {
             if: { properties: { family: { const: 'ble' } } },

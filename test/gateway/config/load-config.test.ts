@@ -37,7 +37,7 @@ t.test('the example config validates and defaults fill what it omits', async (t)
   t.same(config.settings.sampling.firmata, { sampleIntervalS: 10, reportIntervalS: 60 }, 'omitted family gets defaults');
   t.same(config.settings.pairings, { 'AA:BB:CC:DD:EE:01': { profile: 'heart_rate', name: 'wearer 1' } });
   const firmata = config.sources.find((s) => s.id === 'board-1');
-  t.same(firmata, { id: 'board-1', family: 'firmata', path: '/dev/ttyACM0', baudRate: 57600 }, 'baudRate default');
+  t.same(firmata, { id: 'board-1', family: 'firmata', path: '/dev/ttyACM0', baudRate: 57600, thermometers: [{ pin: 'A0', controller: 'TMP36' }] }, 'baudRate and thermometer defaults');
   t.same(config.sources[0], { id: 'wearables', family: 'ble', adapter: 'hci0' });
   t.ok(Object.isFrozen(config) && Object.isFrozen(config.settings.outbox) && Object.isFrozen(config.sources), 'frozen');
 });
