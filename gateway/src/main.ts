@@ -11,11 +11,12 @@ import type { Logger } from '../../common/log.js';
 import { AmqpUplink } from './adapters/amqp-uplink.js';
 import { APPLIED_CONFIG_FILE, JsonFileAppliedConfigStore } from './adapters/applied-config-store.js';
 import { linuxBootClock } from './adapters/linux-boot-clock.js';
+import { BleWearablesSource } from './adapters/ble-wearables-source.js';
 import { FirmataBoardSource } from './adapters/firmata-board-source.js';
 import { SerialThermostatSource } from './adapters/serial-thermostat-source.js';
 import { SqliteOutbox } from './adapters/sqlite-outbox.js';
 import { Timedate1ClockTrust } from './adapters/timedate1-clock-trust.js';
-import { GatewayRuntime, outboxLimits, type GatewayRuntimeOptions } from './app/gateway.js';
+import { GatewayRuntime, outboxLimits, type GatewayRuntimeOptions, type Settings } from './app/gateway.js';
 import { describeConfig, loadGatewayConfig, validateSettings, type LoadedGatewayConfig } from './config/load-config.js';
 import { initialReconcileState } from './domain/twin-reconcile.js';
 import { AssumedClockTrust, type BootClock, type ClockTrust } from './ports/clock-trust.js';
@@ -37,7 +38,7 @@ export interface StartGatewayOptions {
   readonly uplinkDeadlineMs?: number;
 }
 
-function buildSources(config: LoadedGatewayConfig, clock: Clock, log: Logger): GatewaySource[] {
+function buildSources(config: LoadedGatewayConfig, settings: Settings, clock: Clock, log: Logger): GatewaySource[] {
   const sources: GatewaySource[] = [];
   for (const s of config.sources) {
     switch (s.family) {
@@ -48,8 +49,7 @@ function buildSources(config: LoadedGatewayConfig, clock: Clock, log: Logger): G
         sources.push(new FirmataBoardSource({ configId: s.id, path: s.path, baudRate: s.baudRate, thermometers: s.thermometers, clock, log }));
         break;
       case 'ble':
-        // The BLE driver is being integrated (issue 5); the rest of the gateway runs.
-        log.error({ source: s.id, family: s.family }, 'source family ble is not supported by this firmware yet; source skipped');
+        sources.push(new BleWearablesSource({ configId: s.id, adapter: s.adapter, pairings: settings.pairings, clock, log }));
         break;
     }
   }
@@ -101,7 +101,7 @@ export async function startGatewayFromConfig(config: LoadedGatewayConfig, opts: 
       appliedConfig,
       outbox,
       uplink,
-      sources: buildSources(config, clock, log),
+      sources: buildSources(config, atBoot, clock, log),
       clock,
       clockTrust: opts.clockTrust ?? clockTrustFor(config, clock, log),
       bootClock: opts.bootClock ?? linuxBootClock(),

@@ -14,6 +14,7 @@ import { readEvents } from '../../cloud/hub/event-store.js';
 import type { Logger } from '../../common/log.js';
 import type { Reading } from '../../sensors/contract/reading.js';
 import { ThermostatEmulator, type EmittedReading, type FaultSchedule } from '../../sensors/serial-thermostat/emulator.js';
+import { FirmataEmulator } from '../../sensors/firmata/emulator.js';
 import type { GatewayRuntime } from '../../gateway/src/app/gateway.js';
 import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
 import { parseGatewayConfig, type LoadedGatewayConfig } from '../../gateway/src/config/load-config.js';
@@ -30,6 +31,10 @@ export interface RigOptions {
   readonly clockTrust?: { source: 'assume' | 'timedate1'; pollIntervalS?: number };
   readonly hub?: Partial<LocalHubOptions>;
   readonly deviceId?: string;
+  /** Firmata boards (emulated on ptys), each with a TMP36 on A0 (config ids board-1, …). */
+  readonly boards?: number;
+  /** More config sources, e.g. a BLE adapter whose fake BlueZ the test runs. */
+  readonly extraSources?: readonly Record<string, unknown>[];
   /** Emulator faults, e.g. garbage on the line (every emulator). */
   readonly faults?: FaultSchedule;
 }
@@ -53,6 +58,7 @@ export interface Rig {
   readonly configPath: string;
   readonly dataDir: string;
   readonly emulators: ThermostatEmulator[];
+  readonly boards: FirmataEmulator[];
   readonly config: () => LoadedGatewayConfig;
   /** Starts the gateway in this process; stopped at teardown if the test did not. */
   startInProcess(opts?: Partial<StartGatewayOptions>): Promise<{ rt: GatewayRuntime; log: CapturedLog }>;
@@ -97,6 +103,7 @@ export async function startRig(t: Test, opts: RigOptions = {}): Promise<Rig> {
   t.teardown(async () => {
     for (const rt of runtimes) await rt.stop().catch(() => undefined);
     for (const c of children) await killHard(c);
+    for (const b of boards) await b.stop().catch(() => undefined);
     for (const e of emulators) {
       const pid = e.socatPid;
       await e.stop().catch(() => undefined);
@@ -114,7 +121,7 @@ export async function startRig(t: Test, opts: RigOptions = {}): Promise<Rig> {
   const deviceId = opts.deviceId ?? 'gw-e2e';
   const connectionString = th.hub.createDevice(deviceId);
   const n = opts.thermostats ?? 2;
-  const sources = [];
+  const sources: Record<string, unknown>[] = [];
   for (let i = 1; i <= n; i++) {
     const emu = await ThermostatEmulator.start({
       link: join(dir, `thermo-${i}`),
@@ -127,6 +134,19 @@ export async function startRig(t: Test, opts: RigOptions = {}): Promise<Rig> {
     emulators.push(emu);
     sources.push({ id: `thermo-${i}`, family: 'serial', path: emu.link, baudRate: 9600 });
   }
+  const boards: FirmataEmulator[] = [];
+  for (let i = 1; i <= (opts.boards ?? 0); i++) {
+    const board = await FirmataEmulator.start({
+      link: join(dir, `board-${i}`),
+      boardId: `board-${i}`,
+      seed: 200 + i,
+      analog: { 0: { controller: 'TMP36', sine: { meanC: 21, amplitudeC: 3, periodMs: 20_000 } } },
+      readingLog: join(dir, `board-${i}.jsonl`),
+    });
+    boards.push(board);
+    sources.push({ id: `board-${i}`, family: 'firmata', path: board.link, baudRate: 57600, thermometers: [{ pin: 'A0', controller: 'TMP36' }] });
+  }
+  sources.push(...(opts.extraSources ?? []));
   const caFile = join(dir, 'hub-ca.pem');
   writeFileSync(caFile, th.hub.ca);
   const csFile = join(dir, 'connection-string');
@@ -152,6 +172,7 @@ export async function startRig(t: Test, opts: RigOptions = {}): Promise<Rig> {
     configPath,
     dataDir,
     emulators,
+    boards,
     config,
     async startInProcess(more = {}) {
       const log = captureLog('debug');

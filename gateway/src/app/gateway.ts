@@ -522,6 +522,10 @@ export class GatewayRuntime {
         .then(() => this.#log.info({ outbox: next.outbox }, 'outbox limits applied'))
         .catch((err: unknown) => this.#log.error({ err }, 'outbox limits not applied'));
     }
+    if (JSON.stringify(previous.pairings) !== JSON.stringify(next.pairings)) {
+      for (const gs of this.#o.sources) gs.applyPairings?.(next.pairings);
+      this.#log.info({ pairings: Object.keys(next.pairings) }, 'pairings applied');
+    }
     // Packer settings are read by the next drain; alarms and report intervals per reading.
   }
 
@@ -532,7 +536,7 @@ export class GatewayRuntime {
     const sources = new Map<string, SourceActivity>();
     for (const gs of this.#o.sources) {
       const a = this.#activity.get(gs.configId) ?? { readings: 0, lastSeenMs: undefined, samplingErrors: 0 };
-      sources.set(gs.configId, { health: gs.health(), ...a });
+      sources.set(gs.configId, { health: gs.health(), ...a, ...(gs.devices === undefined ? {} : { devices: gs.devices() }) });
     }
     const s = this.#power.state;
     await this.#o.uplink.reportProperties(

@@ -10,6 +10,8 @@ import type { SourceHealth } from '../ports/gateway-source.js';
 
 export interface SourceActivity {
   readonly health: SourceHealth;
+  /** Per paired device (BLE): pairing state, RSSI, battery. */
+  readonly devices?: Record<string, Record<string, unknown>>;
   /** Readings from this source committed to the outbox since start. */
   readonly readings: number;
   /** Wall-clock ms of the last committed reading (undefined: none yet). */
@@ -52,6 +54,7 @@ export function reportedState(input: ReportedStateInput): Record<string, unknown
       errors: a.health.errors,
       reconnects: a.health.reconnects,
       samplingErrors: a.samplingErrors,
+      ...(a.devices === undefined ? {} : { devices: a.devices }),
     };
   }
   const o = input.outbox;

@@ -1,5 +1,5 @@
 import type { SensorSource } from '../../../sensors/contract/reading.js';
-import type { SamplingSettings, SourceFamily } from '../contract/gateway-config.js';
+import type { Pairing, SamplingSettings, SourceFamily } from '../contract/gateway-config.js';
 
 /** Per-source health for reported properties: counts, not lists (the twin is capped at 32 KB). */
 export interface SourceHealth {
@@ -25,4 +25,8 @@ export interface GatewaySource {
   /** The device lost what was applied (it reconnected since): apply the sampling again. */
   samplingStale(): boolean;
   health(): SourceHealth;
+  /** Families that connect to paired devices (BLE): the twin's `pairings`, applied live. */
+  applyPairings?(pairings: Readonly<Record<string, Pairing>>): void;
+  /** Per-device state for the reported properties (bounded by the pairings), keyed by address. */
+  devices?(): Record<string, Record<string, unknown>>;
 }
