@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerWearablesEmulator } from './ble/emulator/cli.js';
 import { registerBoardEmulator } from './firmata/cli.js';
+import { registerScenarioRig } from './rig/cli.js';
 import { registerThermostatEmulator } from './serial-thermostat/cli.js';
 
 /** `fieldlink emulate …`: one subcommand per sensor family, each at the OS boundary its driver uses. */
@@ -9,4 +10,5 @@ export function registerEmulateCommands(program: Command): void {
   registerThermostatEmulator(emulate);
   registerWearablesEmulator(emulate);
   registerBoardEmulator(emulate);
+  registerScenarioRig(emulate);
 }

@@ -82,6 +82,21 @@ t.test('wearables (paired from config, then from the twin) and a Firmata board r
   t.equal(reported[STRANGER], undefined, 'strangers are not listed');
   t.notOk(bluez.calls.some((c) => c.member === 'Connect' && c.path.endsWith('EE_03')), 'the unpaired wearable was never connected');
 
+  // Unpair the wearable paired from the twin: disconnected, reported as unpaired. (One paired in
+  // the config file stays: desired properties are merged over the file's settings.)
+  const { responseBody: twin2 } = await within(5000, 'getTwin', registry.getTwin(rig.deviceId));
+  const disconnectsBefore = bluez.calls.filter((c) => c.member === 'Disconnect' && c.path.endsWith('EE_02')).length;
+  await within(5000, 'updateTwin', registry.updateTwin(rig.deviceId, { properties: { desired: { pairings: { [LATER]: null } } } }, twin2.etag as string));
+  await eventually(20_000, 'the unpaired wearable disconnected', () => {
+    if (rt.powerState.phase === 'standby') rt.wakeNow();
+    return bluez.calls.filter((c) => c.member === 'Disconnect' && c.path.endsWith('EE_02')).length > disconnectsBefore ? true : undefined;
+  });
+  await eventually(15_000, 'reported unpaired', async () => {
+    if (rt.powerState.phase === 'standby') rt.wakeNow();
+    const r = (await registry.getTwin(rig.deviceId)).responseBody.properties.reported as Reported;
+    return r.sources?.wearables?.devices?.[LATER]?.state === 'unpaired' ? true : undefined;
+  });
+
   await rt.stop();
   const { perSource, foreignDuplicates } = seqAnalysis(rig.hubReadings());
   t.same(foreignDuplicates, []);

@@ -21,6 +21,8 @@ export class BleWearablesSource implements GatewaySource {
   readonly configId: string;
   readonly family = 'ble' as const;
   readonly source: BleWearableSource;
+  /** Devices unpaired by the twin, reported as such (most recent 16) so the phone flow sees it. */
+  readonly #unpaired: string[] = [];
 
   constructor(opts: BleWearablesSourceOptions) {
     this.configId = opts.configId;
@@ -36,6 +38,14 @@ export class BleWearablesSource implements GatewaySource {
   }
 
   applyPairings(pairings: Readonly<Record<string, Pairing>>): void {
+    for (const address of Object.keys(this.source.state())) {
+      if (pairings[address] === undefined && !this.#unpaired.includes(address)) this.#unpaired.push(address);
+    }
+    for (const address of Object.keys(pairings)) {
+      const i = this.#unpaired.indexOf(address);
+      if (i >= 0) this.#unpaired.splice(i, 1);
+    }
+    this.#unpaired.splice(0, Math.max(0, this.#unpaired.length - 16));
     this.source.setPairings({ ...pairings });
   }
 
@@ -46,6 +56,7 @@ export class BleWearablesSource implements GatewaySource {
 
   devices(): Record<string, Record<string, unknown>> {
     const out: Record<string, Record<string, unknown>> = {};
+    for (const address of this.#unpaired) out[address] = { state: 'unpaired', reason: 'removed from pairings', rssi: null, battery: null, lastSeen: null, decodeErrors: 0 };
     for (const [address, d] of Object.entries(this.source.state())) {
       out[address] = {
         state: d.pairing,
