@@ -2,12 +2,15 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import pino from 'pino';
-import { createLogger } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { shutdownSignal } from '../common/shutdown-signal.js';
 import { DEFAULT_DATA_DIR, hubFilePath } from '../cloud/hub/data-dir.js';
 import { LocalHub } from '../cloud/hub/local-hub.js';
 import type { StoredEvent } from '../cloud/hub/event-store.js';
-import { ThermostatEmulator } from '../sensors/serial-thermostat/emulator.js';
+import { isFieldlinkError } from '../common/errors.js';
+import { startRig, type Rig } from '../sensors/rig/rig.js';
+import { loadScenarioFile, type Scenario } from '../sensors/rig/scenario.js';
+import type { DeepReadonly } from '../common/config.js';
 import { decodeTelemetry } from '../gateway/src/contract/telemetry.js';
 import { parseGatewayConfig } from '../gateway/src/config/load-config.js';
 import { startGatewayFromConfig } from '../gateway/src/main.js';
@@ -15,7 +18,8 @@ import { firmwareVersion, formatStatus } from '../gateway/src/cli.js';
 import type { GatewayRuntime } from '../gateway/src/app/gateway.js';
 
 const DEMO_GATEWAY = 'demo-gateway';
-const THERMOSTATS = 2;
+/** dist/cli/demo.js → the package root's hardware/scenarios/demo.yaml. */
+const DEFAULT_SCENARIO = new URL('../../hardware/scenarios/demo.yaml', import.meta.url).pathname;
 
 interface DemoOptions {
   data: string;
@@ -25,6 +29,7 @@ interface DemoOptions {
   logLevel: string;
   amqpPort?: number;
   httpsPort?: number;
+  scenario: string;
 }
 
 /** One line per message the hub accepted: how many readings, and a taste of them. */
@@ -32,10 +37,18 @@ function describeArrival(e: StoredEvent): string {
   try {
     const body = Buffer.from(e.body, e.bodyEncoding === 'base64' ? 'base64' : 'utf8');
     const readings = decodeTelemetry(body, e.contentEncoding);
+    const families = new Map<string, number>();
+    for (const r of readings) {
+      const family = r.source.slice(0, r.source.indexOf(':'));
+      families.set(family, (families.get(family) ?? 0) + 1);
+    }
     const latest = new Map<string, string>();
-    for (const r of readings) if (r.kind === 'temperature') latest.set(r.source.replace('/temperature', ''), `${r.value} °C`);
-    const taste = [...latest].map(([s, v]) => `${s} ${v}`).join(', ');
-    return `hub ← ${e.deviceId}: message ${e.messageId} [${e.contentEncoding ?? 'json'}], ${e.size} B, ${readings.length} readings (latest ${taste})`;
+    for (const r of readings) {
+      if (r.kind === 'temperature' || r.kind === 'heart_rate') latest.set(r.source.replace(/\/(temperature|heart_rate)$/, ''), `${r.value}${r.kind === 'heart_rate' ? ' bpm' : ' °C'}`);
+    }
+    const split = [...families].map(([f, n]) => `${f} ${n}`).join(', ');
+    const taste = [...latest].slice(0, 4).map(([s, v]) => `${s} ${v}`).join(', ');
+    return `hub ← ${e.deviceId}: message ${e.messageId} [${e.contentEncoding ?? 'json'}], ${e.size} B, ${readings.length} readings (${split}; latest ${taste})`;
   } catch {
     return `hub ← ${e.deviceId}: message ${e.messageId}, ${e.size} B (not a fieldlink.readings message)`;
   }
@@ -49,12 +62,13 @@ function describeArrival(e: StoredEvent): string {
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('run the local IoT Hub, two emulated serial thermostats and a gateway on a short standby cycle; show data flowing')
+    .description('run the local IoT Hub, emulated sensors (wearables over BLE, serial thermostats, a Firmata board) and a gateway on a short standby cycle; show data flowing')
     .option('--data <dir>', 'hub data directory (the gateway and emulators live in <dir>/demo)', DEFAULT_DATA_DIR)
     .option('--check-in <s>', 'standby → online every N seconds', (v) => Number(v), 15)
     .option('--window <s>', 'stay online at least N seconds', (v) => Number(v), 3)
     .option('--sample <s>', 'thermostat reporting interval in seconds', (v) => Number(v), 2)
     .option('--log-level <level>', 'pino log level (logs go to <dir>/demo/gateway.log)', 'info')
+    .option('--scenario <file>', 'emulated sensors (sensors/rig/scenario.ts)', DEFAULT_SCENARIO)
     .option('--amqp-port <port>', 'hub AMQPS port (0: any free one; default 5671 or what hub.json says)', (v) => Number(v))
     .option('--https-port <port>', 'hub HTTPS port (0: any free one; default 8443 or what hub.json says)', (v) => Number(v))
     .action(async (opts: DemoOptions) => {
@@ -73,7 +87,7 @@ export function registerDemoCommand(program: Command): void {
         ...(opts.amqpPort === undefined ? {} : { amqpPort: opts.amqpPort }),
         ...(opts.httpsPort === undefined ? {} : { httpsPort: opts.httpsPort }),
       });
-      const emulators: ThermostatEmulator[] = [];
+      let rig: Rig | undefined;
       let rt: GatewayRuntime | undefined;
       try {
         say(`local IoT Hub: amqps://${hub.hub.hostName}:${hub.hub.amqpPort}  https://${hub.hub.hostName}:${hub.hub.httpsPort}`);
@@ -84,13 +98,13 @@ export function registerDemoCommand(program: Command): void {
         const caFile = join(demoDir, 'hub-ca.pem');
         writeFileSync(caFile, hub.ca);
 
-        const sources = [];
-        for (let i = 1; i <= THERMOSTATS; i++) {
-          const emu = await ThermostatEmulator.start({ link: join(demoDir, `thermo-${i}`), rateHz: 1 / opts.sample, seed: i, deviceId: `thermo-${i}`, log });
-          emulators.push(emu);
-          sources.push({ id: `thermo-${i}`, family: 'serial', path: emu.link, baudRate: 9600 });
-          say(`thermostat thermo-${i} emulated on ${emu.link}`);
-        }
+        const scenario = loadScenarioFile(opts.scenario);
+        rig = await startDemoRig(scenario, join(demoDir, 'rig'), log, say);
+        const { sources, settings, env } = rig.fragment;
+        for (const src of sources) say(`  ${src.family} source ${src.id}${src.family === 'ble' ? ` (adapter ${src.adapter}, paired: ${Object.keys(settings.pairings).join(' ')})` : ` on ${src.path}`}`);
+        // node-ble finds the emulated BlueZ through the system-bus address, read when it connects.
+        if (env.DBUS_SYSTEM_BUS_ADDRESS !== undefined) process.env.DBUS_SYSTEM_BUS_ADDRESS = env.DBUS_SYSTEM_BUS_ADDRESS;
+        say(`  every value the emulators send is logged under ${join(rig.dir, 'emitted')}`);
         const config = {
           gatewayId: DEMO_GATEWAY,
           connectionStringFile: csFile,
@@ -100,7 +114,12 @@ export function registerDemoCommand(program: Command): void {
           clockTrust: { source: 'assume' },
           sources,
           settings: {
-            sampling: { serial: { sampleIntervalS: opts.sample, reportIntervalS: opts.sample } },
+            sampling: {
+              serial: { sampleIntervalS: opts.sample, reportIntervalS: opts.sample },
+              firmata: { sampleIntervalS: opts.sample, reportIntervalS: opts.sample },
+              ble: { sampleIntervalS: 1, reportIntervalS: opts.sample },
+            },
+            pairings: settings.pairings,
             checkInIntervalS: opts.checkIn,
             onlineWindowS: opts.window,
             packer: { budgetUnits: 1, encoding: 'json+gzip' },
@@ -136,10 +155,25 @@ export function registerDemoCommand(program: Command): void {
         hub.events.off('event', onEvent);
       } finally {
         await rt?.stop().catch(() => undefined);
-        for (const e of emulators) await e.stop().catch(() => undefined);
+        await rig?.stop().catch(() => undefined);
         const totals = hub.meter.snapshot().totals;
         say(`stopped: ${totals['d2c.messages'] ?? 0} device-to-cloud messages, ${totals['d2c.units'] ?? 0} billed 4 KB units in this data dir`);
         await hub.stop();
       }
     });
+}
+
+/**
+ * The scenario's emulators; without dbus-daemon (no wearables possible) the demo runs the other
+ * families and says why, rather than not running at all.
+ */
+async function startDemoRig(scenario: DeepReadonly<Scenario>, dir: string, log: Logger, say: (line: string) => void): Promise<Rig> {
+  try {
+    return await startRig(scenario, { dir, log, source: 'demo scenario' });
+  } catch (e) {
+    if (!isFieldlinkError(e, 'EMULATOR_FAILED') || scenario.wearables === undefined) throw e;
+    say(`wearables not emulated: ${e.message} (install the dbus package for them); running the other sensors`);
+    const { wearables: _wearables, timeline, ...rest } = scenario;
+    return startRig({ ...rest, timeline: (timeline ?? []).filter((ev) => !ev.target.includes(':')) }, { dir, log, source: 'demo scenario' });
+  }
 }

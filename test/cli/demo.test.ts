@@ -11,7 +11,7 @@ import t from 'tap';
 import { eventually } from '../helpers/deadline.js';
 import { CLI } from '../helpers/gateway-rig.js';
 
-t.test('demo: hub + thermostats + gateway; readings reach the hub after a standby period; SIGINT stops it', async (t) => {
+t.test('demo: hub + wearables, thermostats and a board + gateway; readings of every family reach the hub after a standby period; SIGINT stops it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-demo-'));
   const child = spawn(process.execPath, [CLI, 'demo', '--data', dir, '--check-in', '10', '--window', '2', '--sample', '1', '--amqp-port', '0', '--https-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -27,6 +27,9 @@ t.test('demo: hub + thermostats + gateway; readings reach the hub after a standb
   await eventually(20_000, 'status lines in standby', () => (/power standby .*outbox [1-9]/.test(out) ? true : undefined));
   t.notMatch(out, /hub ←/, 'nothing sent before the first check-in: readings wait in the outbox');
   await eventually(30_000, 'a message at the hub', () => (/hub ← demo-gateway: message demo-gateway:1-\d+ \[gzip\], \d+ B, \d+ readings/.test(out) ? true : undefined));
+  const first = /hub ← demo-gateway: message demo-gateway:1-\d+ .*\n/.exec(out)?.[0] ?? '';
+  for (const family of ['serial', 'firmata', 'ble']) t.match(first, new RegExp(`${family} \\d+`), `${family} readings in the first message`);
+  t.match(out, /ble source wearables \(adapter hci0, paired: AA:BB:CC:DD:EE:01 AA:BB:CC:DD:EE:02 AA:BB:CC:DD:EE:03\)/, 'the stranger is not paired');
   await eventually(10_000, 'online then standby again', () => (/power online[\s\S]*power standby/.test(out.slice(out.indexOf('hub ←'))) ? true : undefined));
   t.equal(statSync(join(dir, 'demo', 'connection-string')).mode & 0o777, 0o600, 'the device secret file is 0600');
   t.notMatch(out, /SharedAccessKey=/, 'no secret printed');

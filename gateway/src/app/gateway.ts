@@ -302,7 +302,9 @@ export class GatewayRuntime {
           const a = this.#activity.get(gs.configId);
           if (a !== undefined) a.samplingErrors++;
           if (tries === 0) this.#log.warn({ err, source: gs.configId }, 'device did not take the sampling setting; retrying');
-          await this.#o.clock.sleep(this.#o.samplingRetryMs ?? 10_000, ac.signal).catch(() => undefined);
+          // 1, 2, 4 … s up to samplingRetryMs: a port that opens a moment later gets it at once.
+          const retryMs = Math.min(this.#o.samplingRetryMs ?? 10_000, 1000 * 2 ** tries);
+          await this.#o.clock.sleep(retryMs, ac.signal).catch(() => undefined);
         }
       }
     };
