@@ -4,6 +4,7 @@ import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Sample, SensorSource } from '../contract/index.js';
 import { DECODERS, PROFILES, isProfileName, type CharacteristicProfile, type ProfileName } from './profiles.js';
+import { SampleChannel } from '../contract/sample-channel.js';
 
 /** One paired wearable, keyed by its upper-case address in `BlePairings`. */
 export interface BlePairing {
@@ -118,42 +119,6 @@ interface Entry {
   link: Link | undefined;
   everConnected: boolean;
   removed: boolean;
-}
-
-/** A queue the D-Bus handlers push into and `samples()` pulls from. */
-class SampleChannel {
-  #items: Sample[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-
-  push(s: Sample): void {
-    if (this.#ended) return;
-    this.#items.push(s);
-    this.#notify();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  async *drain(): AsyncGenerator<Sample> {
-    for (;;) {
-      const item = this.#items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.#ended) return;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-  }
 }
 
 const ADDRESS = /^[0-9A-F]{2}(?::[0-9A-F]{2}){5}$/;

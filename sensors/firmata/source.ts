@@ -7,6 +7,7 @@ import type { Logger } from '../../common/log.js';
 import type { Sample, SensorSource } from '../contract/index.js';
 import { defaultReopenPolicy, reopenDelayMs, type ReopenPolicy } from '../serial-thermostat/driver.js';
 import { ADC_MAX, analogChannel, isThermometerController, rawToCelsius, type ThermometerController } from './thermometers.js';
+import { SampleChannel } from '../contract/sample-channel.js';
 
 /*
  * firmata-io is not a dependency of ours: it comes with johnny-five (johnny-five → firmata →
@@ -58,46 +59,6 @@ interface Connection {
   readonly board: Board;
   /** Resolves with why the board went away (io 'close' / 'disconnect'). */
   readonly lost: Promise<string>;
-}
-
-/** A queue the board's event handlers push into and `samples()` pulls from. */
-class SampleChannel {
-  #items: Sample[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-  #error: unknown;
-
-  push(s: Sample): void {
-    this.#items.push(s);
-    this.#notify();
-  }
-
-  end(error?: unknown): void {
-    this.#ended = true;
-    this.#error = error;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  async *drain(): AsyncGenerator<Sample> {
-    for (;;) {
-      const item = this.#items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.#ended) {
-        if (this.#error !== undefined) throw this.#error;
-        return;
-      }
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-  }
 }
 
 /**

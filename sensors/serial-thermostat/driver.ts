@@ -4,6 +4,7 @@ import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ReadingKind, Sample, SensorSource } from '../contract/index.js';
 import { COMMAND_ID_MAX, formatCommand, LineFramer, modeCode, parseLine, type Command, type ReadingFrame } from './protocol.js';
+import { SampleChannel } from '../contract/sample-channel.js';
 
 /** Exponential backoff with jitter for re-opening the port; delays are on the injected clock. */
 export interface ReopenPolicy {
@@ -60,46 +61,6 @@ const KINDS: ReadonlyArray<readonly [ReadingKind, string, (r: ReadingFrame) => n
   ['setpoint', 'Cel', (r) => r.setpointC],
   ['mode', '', (r) => modeCode(r.mode)],
 ];
-
-/** A queue the port's event handlers push into and `samples()` pulls from. */
-class SampleChannel {
-  #items: Sample[] = [];
-  #wake: (() => void) | undefined;
-  #ended = false;
-  #error: unknown;
-
-  push(s: Sample): void {
-    this.#items.push(s);
-    this.#notify();
-  }
-
-  end(error?: unknown): void {
-    this.#ended = true;
-    this.#error = error;
-    this.#notify();
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  async *drain(): AsyncGenerator<Sample> {
-    for (;;) {
-      const item = this.#items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.#ended) {
-        if (this.#error !== undefined) throw this.#error;
-        return;
-      }
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-  }
-}
 
 /**
  * A serial thermostat (docs/protocols/serial-thermostat.md) over `serialport`. `samples()` owns

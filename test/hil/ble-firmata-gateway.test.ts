@@ -6,6 +6,7 @@
 import t from 'tap';
 import { startPrivateBus } from '../../sensors/dbus/private-bus.js';
 import { startFakeBluez } from '../../sensors/ble/emulator/fake-bluez.js';
+import { useSystemBus } from '../helpers/system-bus.js';
 import { eventually, within } from '../helpers/deadline.js';
 import { registryFor } from '../helpers/hub.js';
 import { seqAnalysis, seqGaps, startRig } from '../helpers/gateway-rig.js';
@@ -22,13 +23,7 @@ t.test('wearables (paired from config, then from the twin) and a Firmata board r
   const bluez = await startFakeBluez({ address: bus.address });
   t.teardown(() => bluez.stop());
   for (const address of [PAIRED, LATER, STRANGER]) bluez.addWearable({ address, services: ['heart_rate', 'battery'], rateHz: 2 });
-  // node-ble reads the bus address when the source opens its session.
-  const previous = process.env.DBUS_SYSTEM_BUS_ADDRESS;
-  process.env.DBUS_SYSTEM_BUS_ADDRESS = bus.address;
-  t.teardown(() => {
-    if (previous === undefined) delete process.env.DBUS_SYSTEM_BUS_ADDRESS;
-    else process.env.DBUS_SYSTEM_BUS_ADDRESS = previous;
-  });
+  useSystemBus(t, bus.address);
 
   const rig = await startRig(t, {
     thermostats: 1,

@@ -5,6 +5,7 @@
 import t from 'tap';
 import { startPrivateBus } from '../../sensors/dbus/private-bus.js';
 import { startFakeBluez } from '../../sensors/ble/emulator/fake-bluez.js';
+import { useSystemBus } from '../helpers/system-bus.js';
 import { eventually } from '../helpers/deadline.js';
 import { seqAnalysis, seqGaps, startRig } from '../helpers/gateway-rig.js';
 
@@ -16,12 +17,7 @@ t.test('a notification storm does not starve the serial thermostat', async (t) =
   const bluez = await startFakeBluez({ address: bus.address });
   t.teardown(() => bluez.stop());
   const wearable = bluez.addWearable({ address: WEARABLE, services: ['heart_rate'], rateHz: 2 });
-  const previous = process.env.DBUS_SYSTEM_BUS_ADDRESS;
-  process.env.DBUS_SYSTEM_BUS_ADDRESS = bus.address;
-  t.teardown(() => {
-    if (previous === undefined) delete process.env.DBUS_SYSTEM_BUS_ADDRESS;
-    else process.env.DBUS_SYSTEM_BUS_ADDRESS = previous;
-  });
+  useSystemBus(t, bus.address);
   const rig = await startRig(t, {
     thermostats: 1,
     extraSources: [{ id: 'wearables', family: 'ble', adapter: 'hci0' }],

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { startRig as startScenarioRig } from '../../sensors/rig/rig.js';
 import { loadScenarioFile } from '../../sensors/rig/scenario.js';
+import { useSystemBus } from '../helpers/system-bus.js';
 import { eventually } from '../helpers/deadline.js';
 import { seqAnalysis, seqGaps, startRig } from '../helpers/gateway-rig.js';
 
@@ -38,12 +39,7 @@ t.test(`demo scenario for ${RUN_MS / 1000} s: per-source counts at the hub match
   const scenarioRig = await startScenarioRig(loadScenarioFile(SCENARIO));
   t.teardown(() => scenarioRig.stop());
   const { sources, settings, env } = scenarioRig.fragment;
-  const previous = process.env.DBUS_SYSTEM_BUS_ADDRESS;
-  if (env.DBUS_SYSTEM_BUS_ADDRESS !== undefined) process.env.DBUS_SYSTEM_BUS_ADDRESS = env.DBUS_SYSTEM_BUS_ADDRESS;
-  t.teardown(() => {
-    if (previous === undefined) delete process.env.DBUS_SYSTEM_BUS_ADDRESS;
-    else process.env.DBUS_SYSTEM_BUS_ADDRESS = previous;
-  });
+  if (env.DBUS_SYSTEM_BUS_ADDRESS !== undefined) useSystemBus(t, env.DBUS_SYSTEM_BUS_ADDRESS);
   const rig = await startRig(t, {
     thermostats: 0,
     extraSources: sources as unknown as Record<string, unknown>[],
