@@ -13,6 +13,7 @@ export type CommandRegistrar = (program: Command) => void;
  */
 export const commandModules: readonly { readonly name: string; readonly load: () => Promise<CommandRegistrar> }[] = [
   { name: 'hub', load: async () => (await import('../cloud/hub/cli.js')).registerHubCommands },
+  { name: 'cloud', load: async () => (await import('../cloud/src/cli.js')).registerCloudCommands },
   { name: 'gateway', load: async () => (await import('../gateway/src/cli.js')).registerGatewayCommand },
   { name: 'emulate', load: async () => (await import('../sensors/cli.js')).registerEmulateCommands },
   { name: 'demo', load: async () => (await import('./demo.js')).registerDemoCommand },

@@ -31,6 +31,15 @@ export const errorCodes = {
   EMULATOR_FAILED: { retryable: false, summary: 'sensor emulator could not start' },
   BOOT_ID_UNREADABLE: { retryable: false, summary: 'the boot id cannot be read from /proc/sys/kernel/random/boot_id' },
   CLOCK_SOURCE_UNAVAILABLE: { retryable: true, summary: 'the clock synchronisation source (systemd timedate1 over D-Bus) cannot be asked' },
+  AUTH_REQUIRED: { retryable: false, summary: 'the request has no valid bearer token (missing, unknown or revoked)' },
+  AUTH_FORBIDDEN: { retryable: false, summary: "the token's role does not allow this request" },
+  RATE_LIMITED: { retryable: true, summary: 'too many requests with this token; wait for Retry-After' },
+  REQUEST_INVALID: { retryable: false, summary: 'request does not match the API schema' },
+  ROUTE_NOT_FOUND: { retryable: false, summary: 'no such API route' },
+  INTERNAL_ERROR: { retryable: false, summary: 'unexpected error inside the cloud companion' },
+  CLOUD_STORE_FAILED: { retryable: true, summary: "the cloud companion's SQLite state file could not be opened, read or written" },
+  TOKEN_NAME_TAKEN: { retryable: false, summary: 'an API token with this name already exists' },
+  TOKEN_NOT_FOUND: { retryable: false, summary: 'no API token with this name' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

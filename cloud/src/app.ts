@@ -1,0 +1,117 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
+import { systemClock, type Clock } from '../../common/clock.js';
+import { FieldlinkError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { createAuth, type RateLimitOptions } from './auth.js';
+import { httpStatusOf, problemOf, problemSchema, toFieldlinkError } from './problem.js';
+import { registerV1Routes } from './routes-v1.js';
+import type { CloudStore } from './store.js';
+
+export interface BuildOptions {
+  store: CloudStore;
+  log: Logger;
+  clock?: Clock;
+  rateLimit?: RateLimitOptions;
+}
+
+export const DOCS_PREFIX = '/docs';
+
+/** Health, readiness and the OpenAPI document are reachable without a token; nothing else is. */
+function isPublic(req: FastifyRequest): boolean {
+  if (req.is404) return true;
+  if (req.routeOptions.config.public === true) return true;
+  const url = req.routeOptions.url ?? '';
+  return url === DOCS_PREFIX || url.startsWith(`${DOCS_PREFIX}/`);
+}
+
+/**
+ * The cloud companion's HTTP API, ready for `inject()` or for server.ts to listen on. Every
+ * route has request and response schemas; every error is a problem body `{ code, message,
+ * details? }` with a code from common/errors.ts.
+ */
+export async function build(opts: BuildOptions): Promise<FastifyInstance> {
+  const clock = opts.clock ?? systemClock;
+  const log = opts.log.child({ component: 'cloud-api' });
+  const app = Fastify({
+    loggerInstance: log,
+    bodyLimit: 64 * 1024,
+    // Our logger scrubs arguments before pino's serializers see them, which would empty
+    // fastify's req/res lines; the onResponse hook below logs one line per request instead.
+    logController: new LogController({ disableRequestLogging: true }),
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+  }) as unknown as FastifyInstance;
+
+  app.addSchema(problemSchema);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'Fieldlink cloud companion', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'flc_… token from `fieldlink cloud token create`' } } },
+      security: [{ bearer: [] }],
+    },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+  });
+  await app.register(swaggerUi, { routePrefix: DOCS_PREFIX });
+
+  app.setErrorHandler((err, req, reply) => {
+    const fl = toFieldlinkError(err);
+    const status = httpStatusOf(fl.code);
+    if (status >= 500) req.log.error({ err, code: fl.code }, 'request failed');
+    else req.log.info({ code: fl.code, status }, fl.message);
+    void reply.code(status).type('application/json; charset=utf-8').send(problemOf(fl));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const fl = new FieldlinkError('ROUTE_NOT_FOUND', { message: `no such route: ${req.method} ${req.url.split('?')[0] ?? ''}` });
+    void reply.code(404).type('application/json; charset=utf-8').send(problemOf(fl));
+  });
+
+  const auth = createAuth({ store: opts.store, clock, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}) });
+  // Default deny: a route that forgets requireRole still needs a valid token (any role). Checked
+  // on request, before the body is parsed or validated, so strangers get 401 and nothing else.
+  app.addHook('onRequest', async (req, reply) => {
+    if (!isPublic(req)) auth.authenticate(req, reply);
+  });
+
+  // One line per request: never headers (the Authorization header stays out of logs
+  // entirely), the path without its query, and the token's name once authenticated.
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.info(
+      {
+        method: req.method,
+        path: req.url.split('?')[0],
+        route: req.routeOptions.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+        ...(req.principal ? { tokenName: req.principal.name } : {}),
+      },
+      'request completed',
+    );
+  });
+
+  const status = (value: string) => ({ type: 'object', required: ['status'], properties: { status: { type: 'string', const: value } } }) as const;
+  app.get(
+    '/healthz',
+    {
+      config: { public: true },
+      schema: { tags: ['health'], summary: 'Liveness: the process answers', security: [], response: { 200: status('ok') } },
+    },
+    async () => ({ status: 'ok' }),
+  );
+  app.get(
+    '/readyz',
+    {
+      config: { public: true },
+      schema: { tags: ['health'], summary: 'Readiness: the state store answers', security: [], response: { 200: status('ready'), 503: { $ref: 'Problem#' } } },
+    },
+    async () => {
+      opts.store.ping();
+      return { status: 'ready' };
+    },
+  );
+
+  registerV1Routes(app, { store: opts.store, auth });
+  return app;
+}

@@ -1,0 +1,104 @@
+import type { Command } from 'commander';
+import { FieldlinkError } from '../../common/errors.js';
+import { createLogger } from '../../common/log.js';
+import { shutdownSignal } from '../../common/shutdown-signal.js';
+import { issueToken } from './auth.js';
+import { startCloudServer } from './server.js';
+import { CloudStore, DEFAULT_CLOUD_DATA_DIR, isRole, ROLES, type Role, type TokenSummary } from './store.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FieldlinkError('CONFIG_INVALID', { message: `port must be 0-65535, not "${value}"` });
+  return n;
+}
+
+function role(value: string): Role {
+  if (!isRole(value)) throw new FieldlinkError('CONFIG_INVALID', { message: `--role must be one of ${ROLES.join(', ')}, not "${value}"` });
+  return value;
+}
+
+function tokenName(value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(value)) {
+    throw new FieldlinkError('CONFIG_INVALID', { message: `--name must be 1-64 letters, digits, . _ @ - (starting with a letter or digit), not "${value}"` });
+  }
+  return value;
+}
+
+function withStore<T>(dataDir: string, fn: (store: CloudStore) => T): T {
+  const store = CloudStore.open(dataDir);
+  try {
+    return fn(store);
+  } finally {
+    store.close();
+  }
+}
+
+export function formatTokens(tokens: readonly TokenSummary[]): string {
+  if (tokens.length === 0) return 'no tokens';
+  const rows = [['name', 'role', 'created', 'status'], ...tokens.map((t) => [t.name, t.role, new Date(t.created).toISOString(), t.revoked === null ? 'active' : `revoked ${new Date(t.revoked).toISOString()}`])];
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
+}
+
+export interface CloudCliIo {
+  stdout: (text: string) => void;
+  now: () => number;
+}
+
+/**
+ * `fieldlink cloud` (the companion's HTTP API on 127.0.0.1) and `fieldlink cloud token
+ * create|list|revoke`, which work on the store file directly. `io` lets tests capture output.
+ */
+export function registerCloudCommands(program: Command, io: CloudCliIo = { stdout: (t) => void process.stdout.write(t), now: () => Date.now() }): void {
+  const cloud = program
+    .command('cloud')
+    .description('run the cloud companion API and manage its tokens')
+    .option('--data <dir>', 'data directory for the companion state (cloud.db)', DEFAULT_CLOUD_DATA_DIR)
+    .option('--port <port>', 'port to listen on, on 127.0.0.1', port, 3000)
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (opts: { data: string; port: number; logLevel: string }) => {
+      const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
+      const running = await startCloudServer({ dataDir: opts.data, port: opts.port, log });
+      io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);
+      await shutdownSignal(log);
+      await running.close();
+    });
+
+  // --data is taken from `cloud` (before or after the tool's name): one option, one default.
+  const dataDir = (cmd: Command): string => (cmd.optsWithGlobals() as { data: string }).data;
+  const token = cloud.command('token').description('manage API bearer tokens (shown once, stored hashed)');
+  token
+    .command('create')
+    .description('create a token and print it (the only time it is shown)')
+    .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, role)
+    .requiredOption('--name <name>', 'a unique name, recorded in the audit log', tokenName)
+    .action((opts: { role: Role; name: string }, cmd: Command) => {
+      const issued = withStore(dataDir(cmd), (store) => {
+        const now = io.now();
+        const result = issueToken(store, { name: opts.name, role: opts.role, now });
+        store.appendAudit({ ts: now, tokenName: 'cli', action: 'token.create', target: opts.name, result: 'ok', details: { role: opts.role } });
+        return result;
+      });
+      io.stdout(`${issued.token}\n`);
+      io.stdout(`# token "${issued.record.name}" (${issued.record.role}); shown once, store it now: Authorization: Bearer <token>\n`);
+    });
+  token
+    .command('list')
+    .description('list tokens (names, roles, status; never the tokens or their hashes)')
+    .option('--json', 'one JSON array')
+    .action((opts: { json?: boolean }, cmd: Command) => {
+      const tokens = withStore(dataDir(cmd), (store) => store.listTokens());
+      io.stdout(opts.json ? `${JSON.stringify(tokens)}\n` : `${formatTokens(tokens)}\n`);
+    });
+  token
+    .command('revoke <name>')
+    .description('revoke a token by name; requests with it get 401 from then on')
+    .action((name: string, _opts: unknown, cmd: Command) => {
+      withStore(dataDir(cmd), (store) => {
+        const now = io.now();
+        store.revokeToken(name, now);
+        store.appendAudit({ ts: now, tokenName: 'cli', action: 'token.revoke', target: name, result: 'ok' });
+      });
+      io.stdout(`revoked token "${name}"\n`);
+    });
+}

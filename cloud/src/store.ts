@@ -1,0 +1,217 @@
+import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { FieldlinkError } from '../../common/errors.js';
+
+export const ROLES = ['operator', 'viewer', 'pairing'] as const;
+export type Role = (typeof ROLES)[number];
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
+}
+
+export const DEFAULT_CLOUD_DATA_DIR = '.fieldlink/cloud';
+export const CLOUD_DB_FILE = 'cloud.db';
+
+export interface TokenRecord {
+  id: number;
+  name: string;
+  role: Role;
+  /** Hex SHA-256 of the token; the token itself is never stored. */
+  hash: string;
+  created: number;
+  /** Epoch ms when revoked, or null while valid. */
+  revoked: number | null;
+}
+
+/** What `token list` shows: everything but the hash. */
+export type TokenSummary = Omit<TokenRecord, 'hash'>;
+
+export interface AuditEntry {
+  ts: number;
+  /** Name of the token that acted, or `cli` for the local command line. */
+  tokenName: string;
+  action: string;
+  target: string;
+  result: string;
+  details?: Record<string, unknown>;
+}
+
+interface TokenRow {
+  id: number;
+  name: string;
+  role: string;
+  hash: string;
+  created: number;
+  revoked: number | null;
+}
+
+interface AuditRow {
+  ts: number;
+  token_name: string;
+  action: string;
+  target: string;
+  result: string;
+  details: string | null;
+}
+
+// Each entry runs once, in order, recorded in user_version. Append only: never edit a shipped entry.
+const migrations: readonly string[] = [
+  `CREATE TABLE tokens (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     name TEXT NOT NULL UNIQUE,
+     role TEXT NOT NULL CHECK (role IN ('operator', 'viewer', 'pairing')),
+     hash TEXT NOT NULL UNIQUE,
+     created INTEGER NOT NULL,
+     revoked INTEGER
+   );
+   CREATE TABLE audit (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     ts INTEGER NOT NULL,
+     token_name TEXT NOT NULL,
+     action TEXT NOT NULL,
+     target TEXT NOT NULL,
+     result TEXT NOT NULL,
+     details TEXT
+   );
+   CREATE TABLE commands (
+     id TEXT PRIMARY KEY,
+     gateway TEXT NOT NULL,
+     type TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     status TEXT NOT NULL,
+     message_id TEXT,
+     created INTEGER NOT NULL,
+     updated INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE INDEX commands_by_gateway ON commands(gateway, created);
+   CREATE INDEX commands_by_message ON commands(message_id);`,
+];
+
+function storeFailed(what: string, cause: unknown): FieldlinkError {
+  return new FieldlinkError('CLOUD_STORE_FAILED', { message: `cloud store: ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause });
+}
+
+/**
+ * The companion's own state (tokens, audit log, command tracking) in one SQLite file, WAL mode,
+ * owner-only. Methods are synchronous (better-sqlite3) and throw CLOUD_STORE_FAILED on I/O
+ * problems; a unique-name clash is TOKEN_NAME_TAKEN.
+ */
+export class CloudStore {
+  private constructor(
+    private readonly db: Database.Database,
+    readonly file: string,
+  ) {}
+
+  /** Opens (creating if needed) `<dataDir>/cloud.db`; `:memory:` for a throwaway store. */
+  static open(dataDir: string): CloudStore {
+    const file = dataDir === ':memory:' ? ':memory:' : join(dataDir, CLOUD_DB_FILE);
+    try {
+      if (file !== ':memory:') {
+        mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+        // Holds token hashes and the audit log: owner-only; SQLite gives -wal/-shm the same mode.
+        closeSync(openSync(file, 'a', 0o600));
+        chmodSync(file, 0o600);
+      }
+      const db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      const current = db.pragma('user_version', { simple: true }) as number;
+      for (let i = current; i < migrations.length; i++) {
+        const sql = migrations[i];
+        if (sql === undefined) break;
+        db.transaction(() => {
+          db.exec(sql);
+          db.pragma(`user_version = ${i + 1}`);
+        })();
+      }
+      return new CloudStore(db, file);
+    } catch (err) {
+      throw storeFailed(`cannot open ${file}`, err);
+    }
+  }
+
+  /** Throws CLOUD_STORE_FAILED unless the database answers a query (readiness). */
+  ping(): void {
+    try {
+      this.db.prepare('SELECT 1').get();
+    } catch (err) {
+      throw storeFailed('not reachable', err);
+    }
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  insertToken(t: { name: string; role: Role; hash: string; created: number }): TokenSummary {
+    try {
+      const info = this.db.prepare('INSERT INTO tokens (name, role, hash, created) VALUES (?, ?, ?, ?)').run(t.name, t.role, t.hash, t.created);
+      return { id: Number(info.lastInsertRowid), name: t.name, role: t.role, created: t.created, revoked: null };
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && this.findTokenByName(t.name) !== undefined) {
+        throw new FieldlinkError('TOKEN_NAME_TAKEN', { message: `a token named "${t.name}" already exists`, details: { name: t.name } });
+      }
+      throw storeFailed('cannot insert token', err);
+    }
+  }
+
+  findTokenByHash(hash: string): TokenRecord | undefined {
+    const row = this.query(() => this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as TokenRow | undefined);
+    return row && toToken(row);
+  }
+
+  findTokenByName(name: string): TokenRecord | undefined {
+    const row = this.query(() => this.db.prepare('SELECT * FROM tokens WHERE name = ?').get(name) as TokenRow | undefined);
+    return row && toToken(row);
+  }
+
+  listTokens(): TokenSummary[] {
+    const rows = this.query(() => this.db.prepare('SELECT id, name, role, created, revoked FROM tokens ORDER BY id').all() as Omit<TokenRow, 'hash'>[]);
+    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role as Role, created: r.created, revoked: r.revoked }));
+  }
+
+  /** Marks the named token revoked (kept, so the audit log stays readable); TOKEN_NOT_FOUND if none. */
+  revokeToken(name: string, at: number): TokenSummary {
+    const existing = this.findTokenByName(name);
+    if (!existing) throw new FieldlinkError('TOKEN_NOT_FOUND', { message: `no token named "${name}"`, details: { name } });
+    if (existing.revoked === null) {
+      this.query(() => this.db.prepare('UPDATE tokens SET revoked = ? WHERE id = ?').run(at, existing.id));
+      existing.revoked = at;
+    }
+    const { hash: _hash, ...summary } = existing;
+    return summary;
+  }
+
+  appendAudit(e: AuditEntry): void {
+    this.query(() =>
+      this.db
+        .prepare('INSERT INTO audit (ts, token_name, action, target, result, details) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(e.ts, e.tokenName, e.action, e.target, e.result, e.details === undefined ? null : JSON.stringify(e.details)),
+    );
+  }
+
+  /** The newest `limit` entries, newest first. */
+  listAudit(limit: number): AuditEntry[] {
+    const rows = this.query(() => this.db.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit) as AuditRow[]);
+    return rows.map((r) => {
+      const entry: AuditEntry = { ts: r.ts, tokenName: r.token_name, action: r.action, target: r.target, result: r.result };
+      if (r.details !== null) entry.details = JSON.parse(r.details) as Record<string, unknown>;
+      return entry;
+    });
+  }
+
+  private query<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw storeFailed('query failed', err);
+    }
+  }
+}
+
+function toToken(r: TokenRow): TokenRecord {
+  return { id: r.id, name: r.name, role: r.role as Role, hash: r.hash, created: r.created, revoked: r.revoked };
+}

@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import t from 'tap';
+import { registerCloudCommands } from '../../../cloud/src/cli.js';
+import { CloudStore } from '../../../cloud/src/store.js';
+import { createProgram } from '../../../cli/program.js';
+import { runCli } from '../../../cli/run.js';
+import { within } from '../../helpers/deadline.js';
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+async function cli(args: string[]): Promise<Run> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io = { stdout: (s: string) => void out.push(s), now: () => Date.UTC(2026, 0, 2) };
+  const program = createProgram([(p) => registerCloudCommands(p, io)]);
+  const code = await runCli(['node', 'fieldlink', 'cloud', ...args], { program, output: { stdout: io.stdout, stderr: (s) => void err.push(s) } });
+  return { code, out: out.join(''), err: err.join('') };
+}
+
+t.test('token create / list / revoke round trip on the store in --data', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+  const created = await cli(['token', 'create', '--role', 'operator', '--name', 'alice', '--data', dir]);
+  t.equal(created.code, 0, created.err);
+  const token = created.out.split('\n')[0] ?? '';
+  t.match(token, /^flc_[A-Za-z0-9_-]{43}$/, 'the token is the first line, alone, for scripts');
+  t.match(created.out, /shown once/);
+
+  t.equal((await cli(['--data', dir, 'token', 'create', '--role', 'viewer', '--name', 'bob'])).code, 0, '--data before the subcommand works too');
+
+  const list = await cli(['token', 'list', '--data', dir]);
+  t.equal(list.code, 0);
+  t.match(list.out, /alice\s+operator\s+2026-01-02T00:00:00.000Z\s+active/);
+  t.match(list.out, /bob\s+viewer/);
+  t.notOk(list.out.includes(token), 'no token in the list');
+  const json = await cli(['token', 'list', '--json', '--data', dir]);
+  const listed = JSON.parse(json.out) as Record<string, unknown>[];
+  t.same(listed.map((r) => Object.keys(r).sort()), [['created', 'id', 'name', 'revoked', 'role'], ['created', 'id', 'name', 'revoked', 'role']], 'no hashes');
+
+  const dup = await cli(['token', 'create', '--role', 'viewer', '--name', 'alice', '--data', dir]);
+  t.equal(dup.code, 1);
+  t.match(dup.err, /\[TOKEN_NAME_TAKEN\]/);
+  const badRole = await cli(['token', 'create', '--role', 'admin', '--name', 'x', '--data', dir]);
+  t.not(badRole.code, 0);
+  t.match(badRole.err, /operator, viewer, pairing/);
+
+  const revoked = await cli(['token', 'revoke', 'alice', '--data', dir]);
+  t.equal(revoked.code, 0, revoked.err);
+  t.match((await cli(['token', 'list', '--data', dir])).out, /alice\s+operator\s+\S+\s+revoked 2026-01-02/);
+  const missing = await cli(['token', 'revoke', 'carol', '--data', dir]);
+  t.equal(missing.code, 1);
+  t.match(missing.err, /\[TOKEN_NOT_FOUND\]/);
+
+  const store = CloudStore.open(dir);
+  t.teardown(() => store.close());
+  t.same(
+    store.listAudit(10).map((e) => [e.tokenName, e.action, e.target]),
+    [
+      ['cli', 'token.revoke', 'alice'],
+      ['cli', 'token.create', 'bob'],
+      ['cli', 'token.create', 'alice'],
+    ],
+  );
+});
+
+t.test('fieldlink cloud --port 0 serves on 127.0.0.1 and SIGTERM closes it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-srv-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const bin = new URL('../../../cli/fieldlink.js', import.meta.url).pathname;
+  const child = spawn(process.execPath, [bin, 'cloud', '--port', '0', '--data', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const lines = createInterface({ input: child.stdout });
+  const url = await within(15_000, 'cloud companion start', new Promise<string>((resolve) => lines.on('line', (l) => {
+    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(l);
+    if (m?.[1]) resolve(m[1]);
+  })));
+  const health = await fetch(`${url}/healthz`);
+  t.equal(health.status, 200);
+  t.same(await health.json(), { status: 'ok' });
+  t.equal((await fetch(`${url}/v1/whoami`)).status, 401);
+
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  t.equal(await within(10_000, 'exit after SIGTERM', exited), 0);
+});

@@ -1,0 +1,44 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { FakeClock } from '../../../common/clock.js';
+import { build } from '../../../cloud/src/app.js';
+import { issueToken, type RateLimitOptions } from '../../../cloud/src/auth.js';
+import { CloudStore, type Role } from '../../../cloud/src/store.js';
+import { captureLog, type CapturedLog } from '../../helpers/hub.js';
+
+export interface Companion {
+  app: FastifyInstance;
+  store: CloudStore;
+  clock: FakeClock;
+  log: CapturedLog;
+  dir: string;
+  /** Issues a token with `role` named `name` (default: the role) and returns it in clear. */
+  token(role: Role, name?: string): string;
+  cleanup(): Promise<void>;
+}
+
+/** A companion app on a store in a fresh temp dir, fake time and a captured debug log. */
+export async function companion(opts: { rateLimit?: RateLimitOptions } = {}): Promise<Companion> {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-'));
+  const store = CloudStore.open(dir);
+  const clock = new FakeClock();
+  const log = captureLog('trace');
+  const app = await build({ store, log: log.logger, clock, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}) });
+  return {
+    app,
+    store,
+    clock,
+    log,
+    dir,
+    token: (role, name = role) => issueToken(store, { name, role, now: clock.now() }).token,
+    async cleanup() {
+      await app.close();
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });

@@ -1,0 +1,70 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import t, { type Test } from 'tap';
+import { hashToken, issueToken } from '../../../cloud/src/auth.js';
+import { CLOUD_DB_FILE, CloudStore } from '../../../cloud/src/store.js';
+
+function tempDir(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+t.test('the store file is owner-only, in WAL mode, with the three tables', async (t) => {
+  const dir = tempDir(t);
+  const store = CloudStore.open(join(dir, 'nested', 'cloud'));
+  t.teardown(() => store.close());
+  const file = join(dir, 'nested', 'cloud', CLOUD_DB_FILE);
+  t.equal(store.file, file);
+  t.equal(statSync(file).mode & 0o777, 0o600);
+  t.equal(statSync(join(dir, 'nested', 'cloud')).mode & 0o077, 0, 'data dir not readable by others');
+  const raw = new Database(file, { readonly: true });
+  t.teardown(() => raw.close());
+  t.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+  const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
+  t.same(tables, ['audit', 'commands', 'tokens']);
+  const commandCols = (raw.prepare('PRAGMA table_info(commands)').all() as { name: string }[]).map((c) => c.name);
+  t.same(commandCols, ['id', 'gateway', 'type', 'payload', 'status', 'message_id', 'created', 'updated', 'expires_at']);
+});
+
+t.test('tokens: hash stored, never the token; names unique; revoke keeps the row', async (t) => {
+  const dir = tempDir(t);
+  const store = CloudStore.open(dir);
+  t.teardown(() => store.close());
+  const { token, record } = issueToken(store, { name: 'ops', role: 'operator', now: 1000 });
+  t.same(record, { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: null });
+
+  const raw = new Database(join(dir, CLOUD_DB_FILE), { readonly: true });
+  t.teardown(() => raw.close());
+  const rows = raw.prepare('SELECT * FROM tokens').all() as Record<string, unknown>[];
+  t.same(rows, [{ id: 1, name: 'ops', role: 'operator', hash: hashToken(token), created: 1000, revoked: null }]);
+  t.notOk(JSON.stringify(rows).includes(token));
+
+  t.throws(() => issueToken(store, { name: 'ops', role: 'viewer', now: 2000 }), { code: 'TOKEN_NAME_TAKEN' });
+  t.throws(() => store.revokeToken('nobody', 1), { code: 'TOKEN_NOT_FOUND' });
+  t.same(store.revokeToken('ops', 3000), { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 3000 });
+  t.equal(store.revokeToken('ops', 4000).revoked, 3000, 'revoking twice keeps the first time');
+  t.same(store.listTokens(), [{ id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 3000 }]);
+});
+
+t.test('audit: newest first, limited, details round-trip; survives reopening', async (t) => {
+  const dir = tempDir(t);
+  const store = CloudStore.open(dir);
+  for (let i = 0; i < 5; i++) store.appendAudit({ ts: i, tokenName: 'ops', action: 'command.wake', target: `gw-${i}`, result: 'queued', ...(i === 4 ? { details: { forS: 60 } } : {}) });
+  store.close();
+  const again = CloudStore.open(dir);
+  t.teardown(() => again.close());
+  t.same(again.listAudit(2), [
+    { ts: 4, tokenName: 'ops', action: 'command.wake', target: 'gw-4', result: 'queued', details: { forS: 60 } },
+    { ts: 3, tokenName: 'ops', action: 'command.wake', target: 'gw-3', result: 'queued' },
+  ]);
+});
+
+t.test('a store that cannot be opened is CLOUD_STORE_FAILED', async (t) => {
+  const dir = tempDir(t);
+  const blocker = join(dir, 'file');
+  new Database(blocker).close();
+  t.throws(() => CloudStore.open(join(blocker, 'sub')), { code: 'CLOUD_STORE_FAILED' });
+});
