@@ -155,3 +155,14 @@ export class FakeClock implements Clock {
     this.#monotonic = monotonic;
   }
 }
+
+/** Sleeps on `clock`; false when `signal` aborted the sleep (other errors are thrown). */
+export async function sleepUnlessAborted(clock: Clock, ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await clock.sleep(ms, signal);
+    return true;
+  } catch (e) {
+    if (signal.aborted) return false;
+    throw e;
+  }
+}

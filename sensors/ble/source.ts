@@ -1,5 +1,5 @@
 import nodeBle from 'node-ble';
-import type { Clock } from '../../common/clock.js';
+import { sleepUnlessAborted, type Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Sample, SensorSource } from '../contract/index.js';
@@ -677,13 +677,7 @@ export class BleWearableSource implements SensorSource {
   }
 
   /** false if aborted while sleeping on the injected clock. */
-  async #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.#opts.clock.sleep(ms, signal);
-      return true;
-    } catch (e) {
-      if (signal.aborted) return false;
-      throw e;
-    }
+  #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    return sleepUnlessAborted(this.#opts.clock, ms, signal);
   }
 }

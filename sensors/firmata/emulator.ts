@@ -1,11 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, openSync, readdirSync, readlinkSync, realpathSync, unlinkSync, writeSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readdirSync, readlinkSync, realpathSync, writeSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
 import { createLogger, type Logger } from '../../common/log.js';
 import { seededRandom } from '../../common/seeded-random.js';
 import { ADC_MAX, celsiusToRaw, rawToCelsius, type ThermometerController } from './thermometers.js';
+import { startSocatPair, stopSocat } from '../pty/socat-pair.js';
 
 /**
  * What an analog channel reads. With a `controller`, temperatures are encoded as that sensor
@@ -309,47 +310,16 @@ export class FirmataEmulator {
     this.#port = undefined;
     const socat = this.#socat;
     this.#socat = undefined;
-    if (socat !== undefined && socat.exitCode === null && socat.signalCode === null) {
-      const exited = new Promise<void>((resolve) => socat.once('exit', () => resolve()));
-      socat.kill('SIGTERM');
-      const timer = setTimeout(() => socat.kill('SIGKILL'), 2000);
-      await exited;
-      clearTimeout(timer);
-    }
+    await stopSocat(socat);
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
   }
 
   async #startSocat(): Promise<void> {
-    for (const path of [this.link, this.emuLink]) {
-      // A link left by a killed run points nowhere: remove it. One that resolves is in use.
-      if (!isSymlink(path)) continue;
-      if (existsSync(path)) throw new FieldlinkError('EMULATOR_FAILED', { message: `${path} already exists: is another emulator using it?` });
-      unlinkSync(path);
-    }
-    const child = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${this.link}`, `pty,raw,echo=0,link=${this.emuLink}`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    this.#socat = await startSocatPair(this.link, this.emuLink, (code, signal) => {
+      if (!this.#stop.signal.aborted) this.#log.warn({ code, signal }, 'socat exited');
     });
-    this.#socat = child;
-    let stderr = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (d: string) => {
-      if (stderr.length < 4000) stderr += d;
-    });
-    let failure: unknown;
-    child.once('error', (err) => (failure = err));
-    child.once('exit', (code, signal) => {
-      failure ??= new Error(`socat exited (${code ?? signal}): ${stderr.trim()}`);
-      if (this.#socat === child && !this.#stop.signal.aborted) this.#log.warn({ code, signal }, 'socat exited');
-    });
-    const until = Date.now() + 5000;
-    while (!(existsSync(this.link) && existsSync(this.emuLink))) {
-      if (failure !== undefined || Date.now() > until) {
-        child.kill('SIGKILL');
-        throw new FieldlinkError('EMULATOR_FAILED', { message: `socat did not create ${this.link}`, cause: failure });
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
   }
+
 
   async #every(ms: () => number, action: () => void): Promise<void> {
     try {
@@ -525,10 +495,3 @@ export class FirmataEmulator {
   }
 }
 
-function isSymlink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}

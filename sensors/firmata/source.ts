@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import five, { type Board, type FirmataConstructor, type FirmataIo, type FirmataIoModule } from 'johnny-five';
 import { SerialPort } from 'serialport';
-import type { Clock } from '../../common/clock.js';
+import { sleepUnlessAborted, type Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Sample, SensorSource } from '../contract/index.js';
@@ -194,14 +194,8 @@ export class FirmataThermometerSource implements SensorSource {
   }
 
   /** false if aborted while sleeping. */
-  async #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.#opts.clock.sleep(ms, signal);
-      return true;
-    } catch (e) {
-      if (signal.aborted) return false;
-      throw e;
-    }
+  #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    return sleepUnlessAborted(this.#opts.clock, ms, signal);
   }
 
   /** Port + Firmata + a fresh Board, up to 'ready', with the thermometers reporting. */

@@ -1,5 +1,5 @@
 import { SerialPort } from 'serialport';
-import type { Clock } from '../../common/clock.js';
+import { sleepUnlessAborted, type Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ReadingKind, Sample, SensorSource } from '../contract/index.js';
@@ -166,14 +166,8 @@ export class SerialThermostat implements SensorSource {
   }
 
   /** false if aborted while sleeping. */
-  async #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-    try {
-      await this.#opts.clock.sleep(ms, signal);
-      return true;
-    } catch (e) {
-      if (signal.aborted) return false;
-      throw e;
-    }
+  #sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+    return sleepUnlessAborted(this.#opts.clock, ms, signal);
   }
 
   #open(): Promise<SerialPort> {

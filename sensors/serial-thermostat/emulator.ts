@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
@@ -19,6 +19,7 @@ import {
   type Mode,
 } from './protocol.js';
 import { seededRandom } from '../../common/seeded-random.js';
+import { startSocatPair, stopSocat } from '../pty/socat-pair.js';
 
 /** Periodic faults, e.g. from the command line: every Nth reading line, or every N ms. */
 export interface FaultSchedule {
@@ -218,49 +219,16 @@ export class ThermostatEmulator {
     this.#port = undefined;
     const socat = this.#socat;
     this.#socat = undefined;
-    if (socat !== undefined && socat.exitCode === null && socat.signalCode === null) {
-      const exited = new Promise<void>((resolve) => socat.once('exit', () => resolve()));
-      socat.kill('SIGTERM');
-      const timer = setTimeout(() => socat.kill('SIGKILL'), 2000);
-      const t0 = Date.now();
-      await exited;
-      clearTimeout(timer);
-      this.#log.debug({ pid: socat.pid, ms: Date.now() - t0 }, 'socat stopped');
-    }
+    await stopSocat(socat);
     if (port?.isOpen) await new Promise<void>((resolve) => port.close(() => resolve()));
   }
 
   async #startSocat(): Promise<void> {
-    for (const path of [this.link, this.emuLink]) {
-      // A link left by a killed run points nowhere: remove it. One that resolves is in use.
-      if (!lstatIsLink(path)) continue;
-      if (existsSync(path)) throw new FieldlinkError('EMULATOR_FAILED', { message: `${path} already exists: is another emulator using it?` });
-      unlinkSync(path);
-    }
-    const child = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${this.link}`, `pty,raw,echo=0,link=${this.emuLink}`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+    this.#socat = await startSocatPair(this.link, this.emuLink, (code, signal) => {
+      if (!this.#stop.signal.aborted) this.#log.warn({ code, signal }, 'socat exited');
     });
-    this.#socat = child;
-    let stderr = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (d: string) => {
-      if (stderr.length < 4000) stderr += d;
-    });
-    let failure: unknown;
-    child.once('error', (err) => (failure = err));
-    child.once('exit', (code, signal) => {
-      failure ??= new Error(`socat exited (${code ?? signal}): ${stderr.trim()}`);
-      if (this.#socat === child && !this.#stop.signal.aborted) this.#log.warn({ code, signal }, 'socat exited');
-    });
-    const until = Date.now() + 5000;
-    while (!(existsSync(this.link) && existsSync(this.emuLink))) {
-      if (failure !== undefined || Date.now() > until) {
-        child.kill('SIGKILL');
-        throw new FieldlinkError('EMULATOR_FAILED', { message: `socat did not create ${this.link}`, cause: failure });
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
   }
+
 
   #write(line: string): boolean {
     const port = this.#port;
@@ -391,10 +359,3 @@ export class ThermostatEmulator {
   }
 }
 
-function lstatIsLink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
