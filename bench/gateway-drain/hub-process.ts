@@ -2,6 +2,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { CpuSample } from '../hub-d2c/ipc.js';
+import { waitForChildReady } from '../child-ready.js';
 
 export type ToHub = { type: 'cpu'; id: number } | { type: 'stop' };
 
@@ -42,7 +43,7 @@ export async function startHub(dataDir: string): Promise<HubProcess> {
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopping ??= stopChild(child, exited).finally(() => live.delete(child)));
   try {
-    const ready = await waitReady(child);
+    const ready = await waitForChildReady<Extract<FromHub, { type: 'ready' }>>(child, 'hub', START_TIMEOUT_MS);
     let nextId = 1;
     const waiting = new Map<number, (s: CpuSample) => void>();
     child.on('message', (raw) => {
@@ -75,25 +76,6 @@ export async function startHub(dataDir: string): Promise<HubProcess> {
     await stop();
     throw err;
   }
-}
-
-function waitReady(child: ChildProcess): Promise<Extract<FromHub, { type: 'ready' }>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`hub did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
-    const onExit = (code: number | null): void => {
-      clearTimeout(timer);
-      reject(new Error(`hub exited with code ${code} before it was ready`));
-    };
-    child.once('exit', onExit);
-    child.on('message', (raw) => {
-      const msg = raw as FromHub;
-      if (msg.type !== 'ready' && msg.type !== 'failed') return;
-      clearTimeout(timer);
-      child.off('exit', onExit);
-      if (msg.type === 'ready') resolve(msg);
-      else reject(new Error(`hub failed to start: ${msg.message}`));
-    });
-  });
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<void>): Promise<void> {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CpuSample, FromServer, Reply, Request, ServerKind, ToServer } from './ipc.js';
+import { waitForChildReady } from '../child-ready.js';
 
 export interface ServerProcess {
   readonly kind: ServerKind;
@@ -53,7 +54,7 @@ export async function startServer(kind: ServerKind, devices: number): Promise<Se
     rmSync(dir, { recursive: true, force: true });
   }));
   try {
-    const ready = await waitReady(child);
+    const ready = await waitForChildReady<Extract<FromServer, { type: 'ready' }>>(child, 'server', START_TIMEOUT_MS);
     const request = requester(child);
     return {
       kind,
@@ -77,25 +78,6 @@ export async function startServer(kind: ServerKind, devices: number): Promise<Se
     await stop();
     throw err;
   }
-}
-
-function waitReady(child: ChildProcess): Promise<Extract<FromServer, { type: 'ready' }>> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
-    const onExit = (code: number | null): void => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with code ${code} before it was ready`));
-    };
-    child.once('exit', onExit);
-    child.on('message', (raw) => {
-      const msg = raw as FromServer;
-      if (msg.type !== 'ready' && msg.type !== 'failed') return;
-      clearTimeout(timer);
-      child.off('exit', onExit);
-      if (msg.type === 'ready') resolve(msg);
-      else reject(new Error(`server failed to start: ${msg.message}`));
-    });
-  });
 }
 
 function done(reply: Reply): void {

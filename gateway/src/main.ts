@@ -82,7 +82,8 @@ export async function startGatewayFromConfig(config: LoadedGatewayConfig, opts: 
     onCorrupt: (err) => log.error({ err }, 'stored applied config unusable; using the config file settings'),
   });
   // The outbox opens with the limits in effect now (file settings + last applied desired).
-  const atBoot = initialReconcileState(config.settings, await appliedConfig.load(), validateSettings).effective;
+  const storedDesired = await appliedConfig.load();
+  const atBoot = initialReconcileState(config.settings, storedDesired, validateSettings).effective;
   const limits = outboxLimits(atBoot);
   const outbox = await SqliteOutbox.open({ path: join(config.dataDir, OUTBOX_FILE), clock, log, ...limits });
   try {
@@ -99,6 +100,7 @@ export async function startGatewayFromConfig(config: LoadedGatewayConfig, opts: 
       fileSettings: config.settings,
       validate: validateSettings,
       appliedConfig,
+      storedDesired,
       outbox,
       uplink,
       sources: buildSources(config, atBoot, clock, log),

@@ -4,7 +4,7 @@ import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Sample, SensorSource } from '../contract/index.js';
 import { DECODERS, PROFILES, isProfileName, type CharacteristicProfile, type ProfileName } from './profiles.js';
-import { SampleChannel } from '../contract/sample-channel.js';
+import { produceSamples, type SampleChannel } from '../contract/sample-channel.js';
 
 /** One paired wearable, keyed by its upper-case address in `BlePairings`. */
 export interface BlePairing {
@@ -256,27 +256,19 @@ export class BleWearableSource implements SensorSource {
   async *samples(signal: AbortSignal): AsyncGenerator<Sample> {
     if (this.#running) throw new Error('samples() is already running for this source');
     this.#running = true;
-    const channel = new SampleChannel();
-    this.#channel = channel;
-    const stop = new AbortController();
-    this.#stop = stop.signal;
-    const onAbort = (): void => stop.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-    const run = this.#run(stop.signal).then(
-      () => channel.end(),
-      (e: unknown) => {
-        this.#log.error({ err: e }, 'BLE scheduler failed');
-        channel.end();
-      },
-    );
-    stop.signal.addEventListener('abort', () => channel.end(), { once: true });
     try {
-      yield* channel.drain();
+      yield* produceSamples(signal, async (stop, channel) => {
+        this.#channel = channel;
+        this.#stop = stop;
+        // Stopping ends the stream at once; disconnecting the devices follows in `finally`.
+        stop.addEventListener('abort', () => channel.end(), { once: true });
+        try {
+          await this.#run(stop);
+        } catch (e) {
+          this.#log.error({ err: e }, 'BLE scheduler failed');
+        }
+      });
     } finally {
-      signal.removeEventListener('abort', onAbort);
-      stop.abort();
-      await run;
       await this.#shutdown();
       this.#closeSession();
       this.#adapter = undefined;

@@ -52,3 +52,28 @@ export class SampleChannel {
     }
   }
 }
+
+/**
+ * The body of a driver's `samples()`: runs `produce` with a channel and a stop signal (aborted
+ * by `signal`, and when the consumer leaves the loop early: break, throw) and yields what it
+ * pushes. The stream ends when `produce` settles — with its error if it rejected — and the
+ * generator returns only after `produce` has finished.
+ */
+export async function* produceSamples(signal: AbortSignal, produce: (stop: AbortSignal, channel: SampleChannel) => Promise<void>): AsyncGenerator<Sample> {
+  const channel = new SampleChannel();
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(signal.reason);
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  const done = produce(stop.signal, channel).then(
+    () => channel.end(),
+    (e: unknown) => channel.end(e),
+  );
+  try {
+    yield* channel.drain();
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    stop.abort();
+    await done;
+  }
+}

@@ -1,5 +1,6 @@
 import dbus from 'dbus-next';
 import { FieldlinkError } from '../../common/errors.js';
+import { withinBusDeadline } from './bus-deadline.js';
 
 export const TIMEDATE1_NAME = 'org.freedesktop.timedate1';
 export const TIMEDATE1_PATH = '/org/freedesktop/timedate1';
@@ -70,7 +71,7 @@ export async function startFakeTimedate1(opts: FakeTimedate1Options): Promise<Fa
   let stopping: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
     try {
-      if (busError === undefined) await within(1000, bus.releaseName(TIMEDATE1_NAME), bus);
+      if (busError === undefined) await withinBusDeadline(1000, bus.releaseName(TIMEDATE1_NAME), bus);
     } catch {
       // The bus is gone; nothing left to release.
     }
@@ -80,7 +81,7 @@ export async function startFakeTimedate1(opts: FakeTimedate1Options): Promise<Fa
 
   try {
     bus.export(TIMEDATE1_PATH, iface);
-    const reply = await within(5000, bus.requestName(TIMEDATE1_NAME, dbus.NameFlag.DO_NOT_QUEUE), bus);
+    const reply = await withinBusDeadline(5000, bus.requestName(TIMEDATE1_NAME, dbus.NameFlag.DO_NOT_QUEUE), bus);
     if (reply !== dbus.RequestNameReply.PRIMARY_OWNER) {
       throw new FieldlinkError('EMULATOR_FAILED', { message: `${TIMEDATE1_NAME} is already owned on ${opts.address}` });
     }
@@ -100,21 +101,4 @@ export async function startFakeTimedate1(opts: FakeTimedate1Options): Promise<Fa
     },
     stop: () => (stopping ??= stop()),
   };
-}
-
-/** `work`, or a rejection after `ms` or at the first bus error, whichever comes first. */
-async function within<T>(ms: number, work: Promise<T>, bus: dbus.MessageBus): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onError: ((e: unknown) => void) | undefined;
-  const failed = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from the bus within ${ms} ms`)), ms);
-    onError = reject;
-    bus.once('error', onError);
-  });
-  try {
-    return await Promise.race([work, failed]);
-  } finally {
-    clearTimeout(timer);
-    if (onError !== undefined) bus.off('error', onError);
-  }
 }

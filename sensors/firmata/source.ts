@@ -7,7 +7,7 @@ import type { Logger } from '../../common/log.js';
 import type { Sample, SensorSource } from '../contract/index.js';
 import { defaultReopenPolicy, reopenDelayMs, type ReopenPolicy } from '../serial-thermostat/driver.js';
 import { ADC_MAX, analogChannel, isThermometerController, rawToCelsius, type ThermometerController } from './thermometers.js';
-import { SampleChannel } from '../contract/sample-channel.js';
+import { produceSamples, type SampleChannel } from '../contract/sample-channel.js';
 
 /*
  * firmata-io is not a dependency of ours: it comes with johnny-five (johnny-five → firmata →
@@ -120,22 +120,9 @@ export class FirmataThermometerSource implements SensorSource {
   async *samples(signal: AbortSignal): AsyncGenerator<Sample> {
     if (this.#running) throw new Error('samples() is already running for this source');
     this.#running = true;
-    const channel = new SampleChannel();
-    // Also stopped when the consumer leaves the loop early (break, throw), not only by `signal`.
-    const stop = new AbortController();
-    const onAbort = (): void => stop.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-    const loop = this.#connectionLoop(stop.signal, channel).then(
-      () => channel.end(),
-      (e: unknown) => channel.end(e),
-    );
     try {
-      yield* channel.drain();
+      yield* produceSamples(signal, (stop, channel) => this.#connectionLoop(stop, channel));
     } finally {
-      signal.removeEventListener('abort', onAbort);
-      stop.abort();
-      await loop;
       this.#running = false;
     }
   }

@@ -4,7 +4,7 @@ import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ReadingKind, Sample, SensorSource } from '../contract/index.js';
 import { COMMAND_ID_MAX, formatCommand, LineFramer, modeCode, parseLine, type Command, type ReadingFrame } from './protocol.js';
-import { SampleChannel } from '../contract/sample-channel.js';
+import { produceSamples, type SampleChannel } from '../contract/sample-channel.js';
 
 /** Exponential backoff with jitter for re-opening the port; delays are on the injected clock. */
 export interface ReopenPolicy {
@@ -94,22 +94,9 @@ export class SerialThermostat implements SensorSource {
   async *samples(signal: AbortSignal): AsyncGenerator<Sample> {
     if (this.#running) throw new Error('samples() is already running for this source');
     this.#running = true;
-    const channel = new SampleChannel();
-    // Also stopped when the consumer leaves the loop early (break, throw), not only by `signal`.
-    const stop = new AbortController();
-    const onAbort = (): void => stop.abort(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-    const loop = this.#connectionLoop(stop.signal, channel).then(
-      () => channel.end(),
-      (e: unknown) => channel.end(e),
-    );
     try {
-      yield* channel.drain();
+      yield* produceSamples(signal, (stop, channel) => this.#connectionLoop(stop, channel));
     } finally {
-      signal.removeEventListener('abort', onAbort);
-      stop.abort();
-      await loop;
       this.#running = false;
     }
   }

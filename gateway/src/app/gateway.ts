@@ -10,7 +10,7 @@ import type { Sample } from '../../../sensors/contract/reading.js';
 import { parseCommandBody, type Command } from '../contract/commands.js';
 import type { GatewaySettings } from '../contract/gateway-config.js';
 import type { DeepReadonly } from '../../../common/config.js';
-import type { PowerConfig, PowerEvent, PowerState, WakeReason } from '../domain/power-state.js';
+import type { PowerConfig, PowerEvent, PowerState } from '../domain/power-state.js';
 import { isAlarm, ReportThinner } from '../domain/reading-policy.js';
 import {
   applyDesiredPatch,
@@ -21,6 +21,7 @@ import {
   type ReconcileResult,
   type ReconcileState,
   type SettingsValidator,
+  type VersionedDesired,
 } from '../domain/twin-reconcile.js';
 import type { AppliedConfigStore } from '../ports/applied-config-store.js';
 import type { BootClock, ClockTrust } from '../ports/clock-trust.js';
@@ -40,6 +41,8 @@ export interface GatewayRuntimeOptions {
   readonly fileSettings: Settings;
   readonly validate: SettingsValidator<Settings>;
   readonly appliedConfig: AppliedConfigStore;
+  /** What `appliedConfig` held at boot (the caller loaded it to size the outbox). */
+  readonly storedDesired: VersionedDesired | undefined;
   readonly outbox: Outbox;
   readonly uplink: Uplink;
   readonly sources: readonly GatewaySource[];
@@ -76,15 +79,6 @@ export interface GatewayStatus {
   readonly configStatus: 'applied' | 'rejected';
 }
 
-const eventWakeReason: Partial<Record<PowerEvent['type'], WakeReason>> = {
-  checkInDue: 'checkIn',
-  outboxHighWatermark: 'outboxHighWatermark',
-  alarmReading: 'alarm',
-  localWakeRequest: 'local',
-  clockTrusted: 'clockTrusted',
-  uplinkClosed: 'c2d',
-};
-
 function powerConfig(s: Settings, o: GatewayRuntimeOptions): PowerConfig {
   return {
     checkInIntervalMs: s.checkInIntervalS * 1000,
@@ -114,7 +108,6 @@ export class GatewayRuntime {
   #lastWatermarkCheck = Number.NEGATIVE_INFINITY;
   #watermarkCheck: Promise<void> | undefined;
   #lastCheckInMs: number | undefined;
-  #lastWakeReason: WakeReason | undefined;
   #lastUplinkError: { kind: string; message: string; atMs: number } | undefined;
   #readingsThinned = 0;
   #readingsCommitted = 0;
@@ -145,7 +138,7 @@ export class GatewayRuntime {
         closeUplink: () => this.#closeUplink(),
         drainOutbox: () => this.#startDrain(),
         reconcileTwin: () => void this.#reconcileTwin(),
-        transitioned: (from, to, event) => this.#transitioned(from, to, event),
+        transitioned: (from, to) => this.#transitioned(from, to),
       },
     });
   }
@@ -155,8 +148,7 @@ export class GatewayRuntime {
    * starts it: sources sampling, clock watched, first check-in scheduled.
    */
   static async start(o: GatewayRuntimeOptions): Promise<GatewayRuntime> {
-    const stored = await o.appliedConfig.load();
-    const reconcile = initialReconcileState(o.fileSettings, stored, o.validate);
+    const reconcile = initialReconcileState(o.fileSettings, o.storedDesired, o.validate);
     const rt = new GatewayRuntime(o, reconcile);
     if (reconcile.problems.length > 0) rt.#log.warn({ problems: reconcile.problems }, 'stored desired properties no longer valid; using the config file settings');
     await rt.#start();
@@ -353,11 +345,7 @@ export class GatewayRuntime {
 
   // ---- power effects ---------------------------------------------------------------------
 
-  #transitioned(from: PowerState, to: PowerState, event: PowerEvent): void {
-    if (to.phase === 'waking' && from.phase !== 'waking') {
-      // A wake deferred (clock untrusted, or asked for while closing) keeps its own reason.
-      this.#lastWakeReason = event.type === 'uplinkClosed' || event.type === 'clockTrusted' ? from.wakePending : (eventWakeReason[event.type] ?? from.wakePending);
-    }
+  #transitioned(from: PowerState, to: PowerState): void {
     if (to.phase === 'online' && from.phase !== 'online') {
       this.#lastCheckInMs = this.#o.clock.now();
       this.#online = new AbortController();
@@ -546,7 +534,7 @@ export class GatewayRuntime {
         firmwareVersion: this.#o.firmwareVersion,
         phase: phase ?? s.phase,
         lastCheckInMs: this.#lastCheckInMs,
-        lastWakeReason: this.#lastWakeReason,
+        lastWakeReason: s.wakeReason,
         uplinkFailures: s.failures,
         outbox: stats,
         sources,

@@ -37,6 +37,8 @@ export interface PowerState {
   readonly config: PowerConfig;
   /** The wall clock is trusted; until it is, the uplink stays closed (no SAS from a wrong clock). */
   readonly clockTrusted: boolean;
+  /** Why the uplink last woke (set on entering waking; kept until the next wake). */
+  readonly wakeReason?: WakeReason;
   /** A wake was asked for while it could not happen (clock untrusted, or closing): done later. */
   readonly wakePending?: WakeReason;
   /** Consecutive failed opens (for backoff); reset when an open succeeds. */
@@ -137,7 +139,7 @@ function wake(s: PowerState, reason: WakeReason): Transition {
     return { state: { ...s, wakePending: s.wakePending ?? reason }, effects: [log('wake deferred until the clock is trusted', reason)] };
   }
   return {
-    state: { ...without(s, 'wakePending'), phase: 'waking' },
+    state: { ...without(s, 'wakePending'), phase: 'waking', wakeReason: reason },
     effects: [cancel('checkIn'), open(), log('waking', reason)],
   };
 }

@@ -16,6 +16,7 @@ import {
   propertiesOf,
 } from './interfaces.js';
 import { seedFromAddress, serviceModel, type CharacteristicModel, type CharacteristicSample, type WearableService } from './wearable-model.js';
+import { withinBusDeadline } from '../../dbus/bus-deadline.js';
 
 export const BLUEZ_NAME = 'org.bluez';
 export const BLUEZ_ROOT = '/org/bluez';
@@ -366,7 +367,7 @@ export class FakeBluez {
       // BlueZ ties discovery and notification sessions to the client that started them and
       // ends them when that client leaves the bus (a crashed gateway must not leave the adapter
       // discovering: node-ble's startDiscovery() refuses when Discovering is already true).
-      const daemon = (await within(5000, bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus'), bus)).getInterface('org.freedesktop.DBus');
+      const daemon = (await withinBusDeadline(5000, bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus'), bus)).getInterface('org.freedesktop.DBus');
       daemon.on('NameOwnerChanged', (name: string, _old: string, owner: string) => {
         if (owner === '' && name.startsWith(':')) fake.#clientGone(name);
       });
@@ -375,7 +376,7 @@ export class FakeBluez {
       fake.#exportObject(BLUEZ_ROOT, [new AgentManagerInterface(() => undefined)], { announce: false });
       names.forEach((name, i) => fake.#addAdapter(name, i));
       // Last, so that a client never sees the name without the whole tree.
-      const reply = await within(5000, bus.requestName(BLUEZ_NAME, dbus.NameFlag.DO_NOT_QUEUE), bus);
+      const reply = await withinBusDeadline(5000, bus.requestName(BLUEZ_NAME, dbus.NameFlag.DO_NOT_QUEUE), bus);
       if (reply !== dbus.RequestNameReply.PRIMARY_OWNER) {
         throw new FieldlinkError('EMULATOR_FAILED', { message: `${BLUEZ_NAME} is already owned on ${opts.address}` });
       }
@@ -439,7 +440,7 @@ export class FakeBluez {
     for (const a of this.#adapters.values()) a.discovery?.abort();
     await Promise.allSettled(this.#loops);
     try {
-      if (this.#busError === undefined) await within(1000, this.#bus.releaseName(BLUEZ_NAME), this.#bus);
+      if (this.#busError === undefined) await withinBusDeadline(1000, this.#bus.releaseName(BLUEZ_NAME), this.#bus);
     } catch {
       // The bus is gone; nothing left to release.
     }
@@ -800,21 +801,4 @@ function isAbort(e: unknown): boolean {
 /** Starts an emulated BlueZ on the bus at `opts.address` (see FakeBluez). */
 export function startFakeBluez(opts: FakeBluezOptions): Promise<FakeBluez> {
   return FakeBluez.start(opts);
-}
-
-/** `work`, or a rejection after `ms` or at the first bus error, whichever comes first. */
-async function within<T>(ms: number, work: Promise<T>, bus: dbus.MessageBus): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onError: ((e: unknown) => void) | undefined;
-  const failed = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from the bus within ${ms} ms`)), ms);
-    onError = reject;
-    bus.once('error', onError);
-  });
-  try {
-    return await Promise.race([work, failed]);
-  } finally {
-    clearTimeout(timer);
-    if (onError !== undefined) bus.off('error', onError);
-  }
 }

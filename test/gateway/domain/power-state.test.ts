@@ -66,10 +66,10 @@ type Row = { readonly [E in PowerEventType]: Expect | typeof THROW };
 /** The whole table: every phase × every event. */
 const TABLE: Record<PowerPhase, Row> = {
   standby: {
-    checkInDue: { phase: 'waking', effects: wakeFx('checkIn') },
-    outboxHighWatermark: { phase: 'waking', effects: wakeFx('outboxHighWatermark') },
-    alarmReading: { phase: 'waking', effects: wakeFx('alarm') },
-    localWakeRequest: { phase: 'waking', effects: wakeFx('local') },
+    checkInDue: { phase: 'waking', effects: wakeFx('checkIn'), set: { wakeReason: 'checkIn' } },
+    outboxHighWatermark: { phase: 'waking', effects: wakeFx('outboxHighWatermark'), set: { wakeReason: 'outboxHighWatermark' } },
+    alarmReading: { phase: 'waking', effects: wakeFx('alarm'), set: { wakeReason: 'alarm' } },
+    localWakeRequest: { phase: 'waking', effects: wakeFx('local'), set: { wakeReason: 'local' } },
     c2dWake: THROW,
     c2dSleep: THROW,
     uplinkOpened: THROW,
@@ -289,6 +289,7 @@ t.test('no uplink until the clock is trusted; a wake waits for it', async (t) =>
   t.equal(trusted.state.phase, 'waking');
   t.same(trusted.effects, wakeFx('checkIn'));
   t.equal(trusted.state.wakePending, undefined);
+  t.equal(trusted.state.wakeReason, 'checkIn', 'the deferred wake keeps its own reason, not "clockTrusted"');
   // Losing trust while online closes, and reopens once trusted again.
   const online = next(trusted.state, E.uplinkOpened).state;
   const untrusted = run({ state: online, effects: [] }, [E.clockUntrusted, E.uplinkClosed]);

@@ -19,7 +19,8 @@ t.test('emulate wearables: node-ble discovers them at the printed address; SIGTE
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
   child.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
-  const address = await eventually(10_000, 'bus address printed', () => /DBUS_SYSTEM_BUS_ADDRESS=(\S+)/.exec(out)?.[1]);
+  // Both lines: they may arrive in separate chunks.
+  const address = await eventually(10_000, 'bus address and wearables printed', () => (/wearables \(adapter hci0\)/.test(out) ? /DBUS_SYSTEM_BUS_ADDRESS=(\S+)/.exec(out)?.[1] : undefined));
   t.match(out, /wearables \(adapter hci0\): AA:BB:CC:DD:EE:01 AA:BB:CC:DD:EE:02/);
 
   const previous = process.env.DBUS_SYSTEM_BUS_ADDRESS;

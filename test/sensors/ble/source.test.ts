@@ -303,7 +303,12 @@ t.test('measureNow reads every readable characteristic; setPairings connects and
   const env = r.fake.addWearable({ address: ENV, services: ['environmental_sensing', 'battery'], rateHz: 5 });
   const run = start(r, { pairings: { [HR]: { profile: 'heart_rate' } }, pollIntervalMs: 60_000 });
   await eventually(5000, 'battery read', () => (values(run.got, `ble:${HR}/battery`).length === 1 ? true : undefined));
+  const reads = (): number => r.fake.calls.filter((c) => c.member === 'ReadValue' && c.path.includes('dev_AA_BB_CC_DD_EE_01')).length;
+  const readsBefore = reads();
   await run.source.measureNow();
+  t.ok(reads() > readsBefore, 'measureNow read the device before resolving');
+  // The value reaches the stream a few ticks later (the next poll is a minute away).
+  await eventually(1000, 'second battery reading on the stream', () => (values(run.got, `ble:${HR}/battery`).length === 2 ? true : undefined));
   t.equal(values(run.got, `ble:${HR}/battery`).length, 2, 'measureNow read the battery again');
 
   run.source.setPairings({ [ENV]: { profile: 'environmental_sensing' } });
