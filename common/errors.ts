@@ -39,6 +39,9 @@ export const errorCodes = {
   INTERNAL_ERROR: { retryable: false, summary: 'unexpected error inside the cloud companion' },
   CLOUD_STORE_FAILED: { retryable: true, summary: "the cloud companion's SQLite state file could not be opened, read or written" },
   TOKEN_NAME_TAKEN: { retryable: false, summary: 'an API token with this name already exists' },
+  PRECONDITION_FAILED: { retryable: false, summary: "the resource changed since the etag given in If-Match" },
+  COMMAND_QUEUE_FULL: { retryable: true, summary: "the gateway's cloud-to-device queue has no room for another command" },
+  COMMAND_NOT_FOUND: { retryable: false, summary: 'no command with this id' },
   TOKEN_NOT_FOUND: { retryable: false, summary: 'no API token with this name' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 

@@ -4,9 +4,19 @@ import Fastify, { LogController, type FastifyInstance, type FastifyRequest } fro
 import { systemClock, type Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { sharedSchemas } from './api-schemas.js';
 import { createAuth, type RateLimitOptions } from './auth.js';
+import { CommandService } from './commands.js';
+import { FeedbackWorker } from './feedback-worker.js';
+import { FleetCache } from './fleet-cache.js';
+import type { FleetHub } from './fleet-hub.js';
 import { httpStatusOf, problemOf, problemSchema, toFieldlinkError } from './problem.js';
+import { registerCommandRoutes } from './routes-commands.js';
+import { registerConfigRoutes } from './routes-config.js';
+import { registerGatewayRoutes } from './routes-gateways.js';
 import { registerV1Routes } from './routes-v1.js';
+import type { CompanionServices } from './services.js';
+import { registerWebRoutes } from './web-routes.js';
 import type { CloudStore } from './store.js';
 
 export interface BuildOptions {
@@ -14,6 +24,19 @@ export interface BuildOptions {
   log: Logger;
   clock?: Clock;
   rateLimit?: RateLimitOptions;
+  /** IoT Hub, through the official SDK (azure-fleet-hub.ts) or a fake in route tests. Not closed by the app. */
+  hub: FleetHub;
+  /** How often the fleet view is re-read from the hub (default 30 s). */
+  fleetRefreshMs?: number;
+  /**
+   * Run the feedback receiver and the scheduled fleet refresh once the app is ready (default
+   * true). Route tests that drive everything by hand turn them off.
+   */
+  background?: boolean;
+  /** Feedback receiver retry bounds (tests shorten them). */
+  feedbackRetryMs?: { min: number; max: number };
+  /** The most commands pending per gateway (IoT Hub's queue holds 50). */
+  maxPendingCommands?: number;
 }
 
 export const DOCS_PREFIX = '/docs';
@@ -44,6 +67,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
 
   app.addSchema(problemSchema);
+  for (const schema of sharedSchemas) app.addSchema(schema);
 
   await app.register(swagger, {
     openapi: {
@@ -112,6 +136,36 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     },
   );
 
+  const cache = new FleetCache(opts.hub, clock, log, opts.fleetRefreshMs);
+  const commands = new CommandService({
+    store: opts.store,
+    hub: opts.hub,
+    clock,
+    log,
+    ...(opts.maxPendingCommands === undefined ? {} : { maxPending: opts.maxPendingCommands }),
+  });
+  const feedback = new FeedbackWorker({
+    hub: opts.hub,
+    commands,
+    log,
+    ...(opts.feedbackRetryMs ? { minRetryMs: opts.feedbackRetryMs.min, maxRetryMs: opts.feedbackRetryMs.max } : {}),
+  });
+  if (opts.background !== false) {
+    app.addHook('onReady', async () => {
+      cache.start();
+      feedback.start();
+    });
+  }
+  app.addHook('onClose', async () => {
+    cache.stop();
+    await feedback.stop();
+  });
+
+  const services: CompanionServices = { store: opts.store, clock, auth, hub: opts.hub, cache, commands };
   registerV1Routes(app, { store: opts.store, auth });
+  registerGatewayRoutes(app, services);
+  registerCommandRoutes(app, services);
+  registerConfigRoutes(app, services);
+  registerWebRoutes(app);
   return app;
 }

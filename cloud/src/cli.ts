@@ -3,7 +3,9 @@ import { FieldlinkError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { shutdownSignal } from '../../common/shutdown-signal.js';
 import { issueToken } from './auth.js';
-import { startCloudServer } from './server.js';
+import { readFileSync } from 'node:fs';
+import { hubFilePath, DEFAULT_DATA_DIR as DEFAULT_HUB_DATA_DIR } from '../hub/data-dir.js';
+import { startCloudServer, type HubSource } from './server.js';
 import { CloudStore, DEFAULT_CLOUD_DATA_DIR, isRole, ROLES, type Role, type TokenSummary } from './store.js';
 
 function port(value: string): number {
@@ -40,6 +42,21 @@ export function formatTokens(tokens: readonly TokenSummary[]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
 
+/** Where the companion finds IoT Hub: connection strings from the environment win over a hub.json. */
+export function hubSource(opts: { hub?: string; hubCa?: string }, env: Readonly<Record<string, string | undefined>>): HubSource {
+  const service = env.FIELDLINK_HUB_SERVICE_CONNECTION_STRING;
+  const registry = env.FIELDLINK_HUB_REGISTRY_CONNECTION_STRING;
+  if (opts.hub === undefined && (service !== undefined || registry !== undefined)) {
+    if (service === undefined || registry === undefined) {
+      throw new FieldlinkError('CONFIG_INVALID', {
+        message: 'set both FIELDLINK_HUB_SERVICE_CONNECTION_STRING and FIELDLINK_HUB_REGISTRY_CONNECTION_STRING (least privilege: two policies)',
+      });
+    }
+    return { kind: 'connection-strings', service, registry, ...(opts.hubCa ? { ca: readFileSync(opts.hubCa, 'utf8') } : {}) };
+  }
+  return { kind: 'file', hubJson: opts.hub ?? hubFilePath(DEFAULT_HUB_DATA_DIR) };
+}
+
 export interface CloudCliIo {
   stdout: (text: string) => void;
   now: () => number;
@@ -55,10 +72,19 @@ export function registerCloudCommands(program: Command, io: CloudCliIo = { stdou
     .description('run the cloud companion API and manage its tokens')
     .option('--data <dir>', 'data directory for the companion state (cloud.db)', DEFAULT_CLOUD_DATA_DIR)
     .option('--port <port>', 'port to listen on, on 127.0.0.1', port, 3000)
+    .option('--hub <file>', "a local hub's hub.json (default: the local hub's, when no connection string is given)")
+    .option('--hub-ca <file>', 'PEM CA to trust for the hub (a local hub reached by connection string)')
     .option('--log-level <level>', 'pino log level', 'info')
-    .action(async (opts: { data: string; port: number; logLevel: string }) => {
+    .addHelpText(
+      'after',
+      `
+IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the process list):
+  FIELDLINK_HUB_SERVICE_CONNECTION_STRING   a policy with ServiceConnect (Azure's "service")
+  FIELDLINK_HUB_REGISTRY_CONNECTION_STRING  a policy with RegistryRead + RegistryWrite ("registryReadWrite")`,
+    )
+    .action(async (opts: { data: string; port: number; logLevel: string; hub?: string; hubCa?: string }) => {
       const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
-      const running = await startCloudServer({ dataDir: opts.data, port: opts.port, log });
+      const running = await startCloudServer({ dataDir: opts.data, port: opts.port, log, hub: hubSource(opts, process.env) });
       io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);
       await shutdownSignal(log);
       await running.close();

@@ -87,7 +87,75 @@ const migrations: readonly string[] = [
    );
    CREATE INDEX commands_by_gateway ON commands(gateway, created);
    CREATE INDEX commands_by_message ON commands(message_id);`,
+  `ALTER TABLE commands ADD COLUMN status_reason TEXT;
+   ALTER TABLE commands ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+   ALTER TABLE commands ADD COLUMN stay_for_s INTEGER;
+   ALTER TABLE commands ADD COLUMN follow_up TEXT;
+   ALTER TABLE commands ADD COLUMN follow_up_of TEXT;
+   CREATE INDEX commands_pending ON commands(gateway, status, expires_at);`,
 ];
+
+export const COMMAND_STATUSES = ['sending', 'queued', 'delivered', 'rejected', 'expired', 'undeliverable', 'failed'] as const;
+export type CommandStatus = (typeof COMMAND_STATUSES)[number];
+/** Still waiting in (or on its way to) the gateway's IoT Hub queue. */
+export const PENDING_STATUSES: readonly CommandStatus[] = ['sending', 'queued'];
+
+export interface CommandRecord {
+  id: string;
+  gateway: string;
+  type: string;
+  payload: Record<string, unknown>;
+  status: CommandStatus;
+  statusReason: string | null;
+  /** The C2D message id (the command id); feedback names it. */
+  messageId: string;
+  created: number;
+  updated: number;
+  expiresAt: number;
+  /** Token name that asked, or `companion` for a follow-up the companion sent itself. */
+  requestedBy: string;
+  /** For a wake: the longest stay asked while it was queued (coalesced requests can ask for more). */
+  stayForS: number | null;
+  /** Id of the wake the companion sent after this one to honour a longer stay. */
+  followUp: string | null;
+  followUpOf: string | null;
+}
+
+interface CommandRow {
+  id: string;
+  gateway: string;
+  type: string;
+  payload: string;
+  status: string;
+  status_reason: string | null;
+  message_id: string;
+  created: number;
+  updated: number;
+  expires_at: number;
+  requested_by: string;
+  stay_for_s: number | null;
+  follow_up: string | null;
+  follow_up_of: string | null;
+}
+
+function toCommand(r: CommandRow): CommandRecord {
+  return {
+    id: r.id,
+    gateway: r.gateway,
+    type: r.type,
+    payload: JSON.parse(r.payload) as Record<string, unknown>,
+    status: r.status as CommandStatus,
+    statusReason: r.status_reason,
+    messageId: r.message_id,
+    created: r.created,
+    updated: r.updated,
+    expiresAt: r.expires_at,
+    requestedBy: r.requested_by,
+    stayForS: r.stay_for_s,
+    followUp: r.follow_up,
+    followUpOf: r.follow_up_of,
+  };
+}
 
 function storeFailed(what: string, cause: unknown): FieldlinkError {
   return new FieldlinkError('CLOUD_STORE_FAILED', { message: `cloud store: ${what}: ${cause instanceof Error ? cause.message : String(cause)}`, cause });
@@ -201,6 +269,75 @@ export class CloudStore {
       if (r.details !== null) entry.details = JSON.parse(r.details) as Record<string, unknown>;
       return entry;
     });
+  }
+
+  insertCommand(c: Omit<CommandRecord, 'updated' | 'statusReason' | 'followUp'>): CommandRecord {
+    this.query(() =>
+      this.db
+        .prepare(
+          `INSERT INTO commands (id, gateway, type, payload, status, message_id, created, updated, expires_at, requested_by, stay_for_s, follow_up_of)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(c.id, c.gateway, c.type, JSON.stringify(c.payload), c.status, c.messageId, c.created, c.created, c.expiresAt, c.requestedBy, c.stayForS, c.followUpOf),
+    );
+    return { ...c, updated: c.created, statusReason: null, followUp: null };
+  }
+
+  findCommand(id: string): CommandRecord | undefined {
+    const row = this.query(() => this.db.prepare('SELECT * FROM commands WHERE id = ?').get(id) as CommandRow | undefined);
+    return row && toCommand(row);
+  }
+
+  /** The gateway's commands, newest first. */
+  listCommands(gateway: string, limit: number): CommandRecord[] {
+    const rows = this.query(() => this.db.prepare('SELECT * FROM commands WHERE gateway = ? ORDER BY created DESC, rowid DESC LIMIT ?').all(gateway, limit) as CommandRow[]);
+    return rows.map(toCommand);
+  }
+
+  /** The gateway's commands still pending (sending or queued and not past expiry), oldest first. */
+  pendingCommands(gateway: string, now: number): CommandRecord[] {
+    const rows = this.query(
+      () =>
+        this.db
+          .prepare(`SELECT * FROM commands WHERE gateway = ? AND status IN ('sending', 'queued') AND expires_at > ? ORDER BY created, rowid`)
+          .all(gateway, now) as CommandRow[],
+    );
+    return rows.map(toCommand);
+  }
+
+  /** Moves a command from one status to another; false (and nothing changed) if it was not in `from`. */
+  setCommandStatus(id: string, from: readonly CommandStatus[], to: CommandStatus, reason: string | null, now: number): boolean {
+    const marks = from.map(() => '?').join(', ');
+    const info = this.query(() =>
+      this.db.prepare(`UPDATE commands SET status = ?, status_reason = ?, updated = ? WHERE id = ? AND status IN (${marks})`).run(to, reason, now, id, ...from),
+    );
+    return info.changes > 0;
+  }
+
+  /** Applies a feedback outcome to the pending command with this message id; the updated record, or undefined. */
+  settleByMessageId(messageId: string, to: CommandStatus, reason: string, now: number): CommandRecord | undefined {
+    const row = this.query(() => this.db.prepare('SELECT * FROM commands WHERE message_id = ?').get(messageId) as CommandRow | undefined);
+    if (!row) return undefined;
+    // 'failed' too: a send that timed out here may still have reached the hub.
+    if (!this.setCommandStatus(row.id, ['sending', 'queued', 'failed'], to, reason, now)) return undefined;
+    return this.findCommand(row.id);
+  }
+
+  setStayForS(id: string, stayForS: number, now: number): void {
+    this.query(() => this.db.prepare('UPDATE commands SET stay_for_s = ?, updated = ? WHERE id = ?').run(stayForS, now, id));
+  }
+
+  setFollowUp(id: string, followUp: string): void {
+    this.query(() => this.db.prepare('UPDATE commands SET follow_up = ? WHERE id = ?').run(followUp, id));
+  }
+
+  /** Pending commands whose expiry passed `graceMs` ago without feedback: marked expired. */
+  expireOverdue(now: number, graceMs: number, reason: string): CommandRecord[] {
+    const rows = this.query(
+      () => this.db.prepare(`SELECT * FROM commands WHERE status IN ('sending', 'queued') AND expires_at <= ?`).all(now - graceMs) as CommandRow[],
+    );
+    for (const r of rows) this.setCommandStatus(r.id, PENDING_STATUSES, 'expired', reason, now);
+    return rows.map((r) => ({ ...toCommand(r), status: 'expired', statusReason: reason, updated: now }));
   }
 
   private query<T>(fn: () => T): T {

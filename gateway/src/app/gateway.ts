@@ -536,6 +536,8 @@ export class GatewayRuntime {
         lastCheckInMs: this.#lastCheckInMs,
         lastWakeReason: s.wakeReason,
         uplinkFailures: s.failures,
+        checkInIntervalS: this.#reconcile.effective.checkInIntervalS,
+        onlineWindowS: this.#reconcile.effective.onlineWindowS,
         outbox: stats,
         sources,
         clockTrusted: s.clockTrusted,

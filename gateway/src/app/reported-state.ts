@@ -26,6 +26,9 @@ export interface ReportedStateInput {
   readonly lastCheckInMs: number | undefined;
   readonly lastWakeReason: string | undefined;
   readonly uplinkFailures: number;
+  /** The schedule in effect, so the cloud can judge whether a silent gateway is late or asleep. */
+  readonly checkInIntervalS: number;
+  readonly onlineWindowS: number;
   readonly outbox: OutboxStats | undefined;
   readonly sources: ReadonlyMap<string, SourceActivity>;
   readonly clockTrusted: boolean;
@@ -66,6 +69,8 @@ export function reportedState(input: ReportedStateInput): Record<string, unknown
       lastCheckIn: iso(input.lastCheckInMs),
       lastWakeReason: input.lastWakeReason ?? null,
       uplinkFailures: input.uplinkFailures,
+      checkInIntervalS: input.checkInIntervalS,
+      onlineWindowS: input.onlineWindowS,
     },
     outbox:
       o === undefined

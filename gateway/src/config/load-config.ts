@@ -18,35 +18,19 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
 import { deepFreeze, loadConfig, readConfigText, readJsonConfigFile, type ConfigProblem, type DeepReadonly } from '../../../common/config.js';
-import { FieldlinkError, isFieldlinkError } from '../../../common/errors.js';
-import {
-  gatewayConfigSchema,
-  gatewaySettingsSchema,
-  settingsRuleProblems,
-  type GatewayConfig,
-  type GatewaySettings,
-} from '../contract/gateway-config.js';
-import type { JsonObject, SettingsValidation } from '../domain/twin-reconcile.js';
+import { FieldlinkError } from '../../../common/errors.js';
+import { gatewayConfigSchema, settingsRuleProblems, type GatewayConfig } from '../contract/gateway-config.js';
+import { explain, problemsOf } from '../contract/settings-validation.js';
+import type { JsonObject } from '../domain/twin-reconcile.js';
 
 /** The loaded config: the connection string is always present (resolved from file or env). */
 export type LoadedGatewayConfig = DeepReadonly<GatewayConfig> & { readonly connectionString: string };
 
+export { validateSettings } from '../contract/settings-validation.js';
+
 export interface LoadGatewayConfigOptions {
   /** Defaults to process.env; tests pass their own. */
   env?: Readonly<Record<string, string | undefined>>;
-}
-
-const PAIRINGS_NOT_OBJECT = 'must be an object keyed by device address, e.g. {"AA:BB:CC:DD:EE:01": {"profile": "heart_rate"}}, not an array or list';
-
-/** Say what was meant where ajv's wording would puzzle whoever edits the file or the twin. */
-function explain(problems: readonly ConfigProblem[], input: unknown, prefix: string): ConfigProblem[] {
-  const settings = prefix === '' ? input : (input as { settings?: unknown } | null)?.settings;
-  const pairings = (settings as { pairings?: unknown } | null | undefined)?.pairings;
-  return problems.map((p) =>
-    p.path === `${prefix}/pairings` && p.message === 'must be object' && pairings !== undefined
-      ? { path: p.path, message: PAIRINGS_NOT_OBJECT }
-      : p,
-  );
 }
 
 function invalid(source: string, problems: readonly ConfigProblem[], cause?: unknown): FieldlinkError {
@@ -58,28 +42,6 @@ function invalid(source: string, problems: readonly ConfigProblem[], cause?: unk
   });
 }
 
-function problemsOf(error: unknown): ConfigProblem[] | undefined {
-  if (!isFieldlinkError(error, 'CONFIG_INVALID')) return undefined;
-  const problems = error.details?.problems;
-  return Array.isArray(problems) ? (problems as ConfigProblem[]) : undefined;
-}
-
-/**
- * Validate settings (the file's `settings`, or file settings merged with desired properties):
- * schema, defaults, then the cross-field rules. Paths are relative to the settings object.
- */
-export function validateSettings(candidate: JsonObject): SettingsValidation<DeepReadonly<GatewaySettings>> {
-  let settings: DeepReadonly<GatewaySettings>;
-  try {
-    settings = loadConfig<GatewaySettings>(gatewaySettingsSchema, candidate, { source: 'desired properties' });
-  } catch (error) {
-    const problems = problemsOf(error);
-    if (problems === undefined) throw error;
-    return { ok: false, problems: explain(problems, candidate, '') };
-  }
-  const rules = settingsRuleProblems(settings);
-  return rules.length > 0 ? { ok: false, problems: rules } : { ok: true, settings };
-}
 
 /** Validate a config document already parsed; relative paths resolve against `baseDir`. */
 export function parseGatewayConfig(input: unknown, source: string, baseDir: string, opts: LoadGatewayConfigOptions = {}): LoadedGatewayConfig {

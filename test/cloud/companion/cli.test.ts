@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
 import { registerCloudCommands } from '../../../cloud/src/cli.js';
+import { issueToken } from '../../../cloud/src/auth.js';
 import { CloudStore } from '../../../cloud/src/store.js';
 import { createProgram } from '../../../cli/program.js';
 import { runCli } from '../../../cli/run.js';
 import { within } from '../../helpers/deadline.js';
+import { startTestHub } from '../../helpers/hub.js';
 
 interface Run {
   code: number;
@@ -75,8 +77,11 @@ t.test('token create / list / revoke round trip on the store in --data', async (
 t.test('fieldlink cloud --port 0 serves on 127.0.0.1 and SIGTERM closes it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-srv-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const hub = await startTestHub();
+  t.teardown(() => hub.cleanup());
   const bin = new URL('../../../cli/fieldlink.js', import.meta.url).pathname;
-  const child = spawn(process.execPath, [bin, 'cloud', '--port', '0', '--data', dir, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [bin, 'cloud', '--port', '0', '--data', dir, '--hub', hub.hubJson, '--log-level', 'warn'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
@@ -89,8 +94,22 @@ t.test('fieldlink cloud --port 0 serves on 127.0.0.1 and SIGTERM closes it', asy
   t.equal(health.status, 200);
   t.same(await health.json(), { status: 'ok' });
   t.equal((await fetch(`${url}/v1/whoami`)).status, 401);
+  const store = CloudStore.open(dir);
+  const token = issueToken(store, { name: 'ops', role: 'operator', now: Date.now() }).token;
+  store.close();
+  const fleet = await fetch(`${url}/v1/gateways`, { headers: { authorization: `Bearer ${token}` } });
+  t.equal(fleet.status, 200, 'the fleet view answers from the hub given by --hub');
+  t.same(((await fleet.json()) as { gateways: unknown[] }).gateways, []);
 
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   child.kill('SIGTERM');
   t.equal(await within(10_000, 'exit after SIGTERM', exited), 0);
+});
+
+t.test('fieldlink cloud without a hub says where it looked and exits 1', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-srv-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await cli(['--port', '0', '--data', dir, '--hub', join(dir, 'nope', 'hub.json')]);
+  t.equal(r.code, 1);
+  t.match(r.err, /nope\/hub\.json/);
 });

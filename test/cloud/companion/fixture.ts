@@ -6,6 +6,7 @@ import { FakeClock } from '../../../common/clock.js';
 import { build } from '../../../cloud/src/app.js';
 import { issueToken, type RateLimitOptions } from '../../../cloud/src/auth.js';
 import { CloudStore, type Role } from '../../../cloud/src/store.js';
+import { FakeFleetHub } from './fake-hub.js';
 import { captureLog, type CapturedLog } from '../../helpers/hub.js';
 
 export interface Companion {
@@ -13,24 +14,27 @@ export interface Companion {
   store: CloudStore;
   clock: FakeClock;
   log: CapturedLog;
+  hub: FakeFleetHub;
   dir: string;
   /** Issues a token with `role` named `name` (default: the role) and returns it in clear. */
   token(role: Role, name?: string): string;
   cleanup(): Promise<void>;
 }
 
-/** A companion app on a store in a fresh temp dir, fake time and a captured debug log. */
-export async function companion(opts: { rateLimit?: RateLimitOptions } = {}): Promise<Companion> {
+/** A companion app on a store in a fresh temp dir, fake time, a fake IoT Hub and a captured debug log. */
+export async function companion(opts: { rateLimit?: RateLimitOptions; background?: boolean } = {}): Promise<Companion> {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-'));
   const store = CloudStore.open(dir);
   const clock = new FakeClock();
   const log = captureLog('trace');
-  const app = await build({ store, log: log.logger, clock, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}) });
+  const hub = new FakeFleetHub();
+  const app = await build({ store, log: log.logger, clock, hub, background: opts.background ?? false, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}) });
   return {
     app,
     store,
     clock,
     log,
+    hub,
     dir,
     token: (role, name = role) => issueToken(store, { name, role, now: clock.now() }).token,
     async cleanup() {
