@@ -262,14 +262,26 @@ export class AmqpUplink implements Uplink {
     });
   }
 
+  /** Settlements run one after another (see settleWith). */
+  #settling: Promise<void> = Promise.resolve();
+
   #onMessage(client: Client, m: SdkMessage): void {
     if (this.#client !== client) return;
     let settled = false;
     const settleWith = (what: 'complete' | 'reject' | 'abandon') => async (): Promise<void> => {
       if (settled) throw new RangeError(`C2D message ${String(m.messageId)} already settled`);
       settled = true;
-      const current = this.#requireOpen(what);
-      await this.#op(current, `${what} C2D ${String(m.messageId)}`, () => current[what](m).then(() => undefined));
+      const settle = async (): Promise<void> => {
+        const current = this.#requireOpen(what);
+        await this.#op(current, `${what} C2D ${String(m.messageId)}`, () => current[what](m).then(() => undefined));
+        // rhea (1.0.24 in the device SDK) writes the dispositions queued in one tick as ranges and
+        // gives a range of two the first one's outcome: a reject right after a complete went out
+        // as accepted. One settlement per turn of the event loop keeps each outcome its own.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      };
+      const run = this.#settling.then(settle);
+      this.#settling = run.catch(() => undefined);
+      await run;
     };
     const data = m.getData() as Buffer | string;
     const command: IncomingCommand = {

@@ -146,6 +146,31 @@ t.test('C2D commands can be completed and rejected', async (t) => {
   await t.rejects(got[0]?.complete() ?? Promise.resolve(), RangeError, 'a command is settled once');
 });
 
+t.test('commands settled in the same tick keep their own outcomes (rhea would merge their dispositions into one range)', async (t) => {
+  const th = await hubWith(t);
+  const service = serviceClientFor(th);
+  t.teardown(() => service.close());
+  await within(WAIT, 'service open', service.open());
+  const feedback = await within(WAIT, 'feedback', collectFeedback(service));
+  const uplink = await openUplink(t, th, 'dev');
+  const got: IncomingCommand[] = [];
+  uplink.onCommand((c) => got.push(c));
+  const ids = ['t-complete-1', 't-reject-2', 't-complete-3', 't-reject-4'];
+  for (const id of ids) {
+    const m = new common.Message('{"type":"sleep"}');
+    m.messageId = id;
+    m.ack = 'full';
+    await within(WAIT, `send ${id}`, service.send('dev', m));
+  }
+  await eventually(WAIT, 'all four received', () => (got.length === 4 ? true : undefined));
+  // One synchronous burst, as the gateway settles a batch of held commands.
+  await Promise.all(got.map((c) => (c.messageId?.includes('reject') ? c.reject() : c.complete())));
+  for (const id of ids) {
+    const r = await feedback.waitFor((f) => f.originalMessageId === id, WAIT);
+    t.equal(r.statusCode, id.includes('reject') ? 'Rejected' : 'Success', id);
+  }
+});
+
 t.test('desired patches arrive; reported patches land in the hub twin; getTwin is fresh', async (t) => {
   const th = await hubWith(t);
   const uplink = await openUplink(t, th, 'dev');
