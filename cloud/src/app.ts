@@ -63,6 +63,9 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     // Our logger scrubs arguments before pino's serializers see them, which would empty
     // fastify's req/res lines; the onResponse hook below logs one line per request instead.
     logController: new LogController({ disableRequestLogging: true }),
+    // A pino child per request costs ~10 µs with our redaction set (a tenth of a fleet-list
+    // request); request lines carry reqId themselves instead.
+    childLoggerFactory: (logger) => logger,
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }) as unknown as FastifyInstance;
 
@@ -83,8 +86,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     const fl = toFieldlinkError(err);
     const status = httpStatusOf(fl.code);
-    if (status >= 500) req.log.error({ err, code: fl.code }, 'request failed');
-    else req.log.info({ code: fl.code, status }, fl.message);
+    if (status >= 500) req.log.error({ reqId: req.id, err, code: fl.code }, 'request failed');
+    else req.log.info({ reqId: req.id, code: fl.code, status }, fl.message);
     void reply.code(status).type('application/json; charset=utf-8').send(problemOf(fl));
   });
   app.setNotFoundHandler((req, reply) => {
@@ -104,6 +107,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.addHook('onResponse', async (req, reply) => {
     req.log.info(
       {
+        reqId: req.id,
         method: req.method,
         path: req.url.split('?')[0],
         route: req.routeOptions.url,

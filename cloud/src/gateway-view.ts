@@ -82,7 +82,9 @@ export function configView(twin: HubTwin): ConfigView {
       }
     : null;
   let status: ConfigState;
-  if (desiredVersion === 0 || Object.keys(desiredSettings(twin)).length === 0) status = reported ? 'applied' : 'none';
+  const nothingAsked = Object.keys(desiredSettings(twin)).length === 0;
+  // Emptying desired is a change too: only "none" once the gateway has caught up with it.
+  if (desiredVersion === 0 || (nothingAsked && (!reported || reported.desiredVersion >= desiredVersion))) status = reported ? 'applied' : 'none';
   else if (!reported || reported.desiredVersion < desiredVersion) status = 'pending';
   else if (reported.status === 'rejected' && reported.appliedVersion < desiredVersion) status = 'rejected';
   else status = 'applied';

@@ -53,21 +53,25 @@ export function registerCommandRoutes(app: FastifyInstance, s: CompanionServices
     async (req, reply) => {
       const gateway = req.params.id;
       const { expiresInS, ...body } = req.body;
-      const parsed = parseCommand(body);
-      if (!parsed.ok) {
-        throw new FieldlinkError('COMMAND_INVALID', { message: parsed.message, details: { reason: parsed.reason }, cause: parsed.error });
-      }
       const result = await audited(
         s,
         req,
-        `command.${parsed.command.type}`,
+        `command.${body.type}`,
         gateway,
-        { command: parsed.command, ...(expiresInS === undefined ? {} : { expiresInS }) },
+        { command: body, ...(expiresInS === undefined ? {} : { expiresInS }) },
         async () => {
+          const parsed = parseCommand(body);
+          if (!parsed.ok) throw new FieldlinkError('COMMAND_INVALID', { message: parsed.message, details: { reason: parsed.reason }, cause: parsed.error });
           // Known gateway first (404 before anything is stored); the twin also gives its schedule.
           const twin = s.cache.get(gateway) ?? (await s.hub.getTwin(gateway));
           s.cache.put(twin);
-          return s.commands.issue(gateway, parsed.command, req.principal?.name ?? 'unknown', expiresInS, checkInIntervalS(twin));
+          try {
+            return await s.commands.issue(gateway, parsed.command, req.principal?.name ?? 'unknown', expiresInS, checkInIntervalS(twin));
+          } catch (err) {
+            // Deleted behind the companion's back since the last refresh: forget it now.
+            if (err instanceof FieldlinkError && err.code === 'DEVICE_NOT_FOUND') s.cache.remove(gateway);
+            throw err;
+          }
         },
         (r) => ({ commandId: r.command.id, coalesced: r.coalesced }),
       );

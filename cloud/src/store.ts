@@ -172,6 +172,18 @@ export class CloudStore {
     readonly file: string,
   ) {}
 
+  /** Statements by SQL text: prepared once (preparing costs more than running these queries). */
+  private readonly statements = new Map<string, Database.Statement>();
+
+  private prepare(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
   /** Opens (creating if needed) `<dataDir>/cloud.db`; `:memory:` for a throwaway store. */
   static open(dataDir: string): CloudStore {
     const file = dataDir === ':memory:' ? ':memory:' : join(dataDir, CLOUD_DB_FILE);
@@ -204,7 +216,7 @@ export class CloudStore {
   /** Throws CLOUD_STORE_FAILED unless the database answers a query (readiness). */
   ping(): void {
     try {
-      this.db.prepare('SELECT 1').get();
+      this.prepare('SELECT 1').get();
     } catch (err) {
       throw storeFailed('not reachable', err);
     }
@@ -216,7 +228,7 @@ export class CloudStore {
 
   insertToken(t: { name: string; role: Role; hash: string; created: number }): TokenSummary {
     try {
-      const info = this.db.prepare('INSERT INTO tokens (name, role, hash, created) VALUES (?, ?, ?, ?)').run(t.name, t.role, t.hash, t.created);
+      const info = this.prepare('INSERT INTO tokens (name, role, hash, created) VALUES (?, ?, ?, ?)').run(t.name, t.role, t.hash, t.created);
       return { id: Number(info.lastInsertRowid), name: t.name, role: t.role, created: t.created, revoked: null };
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && this.findTokenByName(t.name) !== undefined) {
@@ -227,17 +239,17 @@ export class CloudStore {
   }
 
   findTokenByHash(hash: string): TokenRecord | undefined {
-    const row = this.query(() => this.db.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as TokenRow | undefined);
+    const row = this.query(() => this.prepare('SELECT * FROM tokens WHERE hash = ?').get(hash) as TokenRow | undefined);
     return row && toToken(row);
   }
 
   findTokenByName(name: string): TokenRecord | undefined {
-    const row = this.query(() => this.db.prepare('SELECT * FROM tokens WHERE name = ?').get(name) as TokenRow | undefined);
+    const row = this.query(() => this.prepare('SELECT * FROM tokens WHERE name = ?').get(name) as TokenRow | undefined);
     return row && toToken(row);
   }
 
   listTokens(): TokenSummary[] {
-    const rows = this.query(() => this.db.prepare('SELECT id, name, role, created, revoked FROM tokens ORDER BY id').all() as Omit<TokenRow, 'hash'>[]);
+    const rows = this.query(() => this.prepare('SELECT id, name, role, created, revoked FROM tokens ORDER BY id').all() as Omit<TokenRow, 'hash'>[]);
     return rows.map((r) => ({ id: r.id, name: r.name, role: r.role as Role, created: r.created, revoked: r.revoked }));
   }
 
@@ -246,7 +258,7 @@ export class CloudStore {
     const existing = this.findTokenByName(name);
     if (!existing) throw new FieldlinkError('TOKEN_NOT_FOUND', { message: `no token named "${name}"`, details: { name } });
     if (existing.revoked === null) {
-      this.query(() => this.db.prepare('UPDATE tokens SET revoked = ? WHERE id = ?').run(at, existing.id));
+      this.query(() => this.prepare('UPDATE tokens SET revoked = ? WHERE id = ?').run(at, existing.id));
       existing.revoked = at;
     }
     const { hash: _hash, ...summary } = existing;
@@ -255,15 +267,14 @@ export class CloudStore {
 
   appendAudit(e: AuditEntry): void {
     this.query(() =>
-      this.db
-        .prepare('INSERT INTO audit (ts, token_name, action, target, result, details) VALUES (?, ?, ?, ?, ?, ?)')
+      this.prepare('INSERT INTO audit (ts, token_name, action, target, result, details) VALUES (?, ?, ?, ?, ?, ?)')
         .run(e.ts, e.tokenName, e.action, e.target, e.result, e.details === undefined ? null : JSON.stringify(e.details)),
     );
   }
 
   /** The newest `limit` entries, newest first. */
   listAudit(limit: number): AuditEntry[] {
-    const rows = this.query(() => this.db.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit) as AuditRow[]);
+    const rows = this.query(() => this.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit) as AuditRow[]);
     return rows.map((r) => {
       const entry: AuditEntry = { ts: r.ts, tokenName: r.token_name, action: r.action, target: r.target, result: r.result };
       if (r.details !== null) entry.details = JSON.parse(r.details) as Record<string, unknown>;
@@ -273,8 +284,7 @@ export class CloudStore {
 
   insertCommand(c: Omit<CommandRecord, 'updated' | 'statusReason' | 'followUp'>): CommandRecord {
     this.query(() =>
-      this.db
-        .prepare(
+      this.prepare(
           `INSERT INTO commands (id, gateway, type, payload, status, message_id, created, updated, expires_at, requested_by, stay_for_s, follow_up_of)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
@@ -284,13 +294,13 @@ export class CloudStore {
   }
 
   findCommand(id: string): CommandRecord | undefined {
-    const row = this.query(() => this.db.prepare('SELECT * FROM commands WHERE id = ?').get(id) as CommandRow | undefined);
+    const row = this.query(() => this.prepare('SELECT * FROM commands WHERE id = ?').get(id) as CommandRow | undefined);
     return row && toCommand(row);
   }
 
   /** The gateway's commands, newest first. */
   listCommands(gateway: string, limit: number): CommandRecord[] {
-    const rows = this.query(() => this.db.prepare('SELECT * FROM commands WHERE gateway = ? ORDER BY created DESC, rowid DESC LIMIT ?').all(gateway, limit) as CommandRow[]);
+    const rows = this.query(() => this.prepare('SELECT * FROM commands WHERE gateway = ? ORDER BY created DESC, rowid DESC LIMIT ?').all(gateway, limit) as CommandRow[]);
     return rows.map(toCommand);
   }
 
@@ -298,8 +308,7 @@ export class CloudStore {
   pendingCommands(gateway: string, now: number): CommandRecord[] {
     const rows = this.query(
       () =>
-        this.db
-          .prepare(`SELECT * FROM commands WHERE gateway = ? AND status IN ('sending', 'queued') AND expires_at > ? ORDER BY created, rowid`)
+        this.prepare(`SELECT * FROM commands WHERE gateway = ? AND status IN ('sending', 'queued') AND expires_at > ? ORDER BY created, rowid`)
           .all(gateway, now) as CommandRow[],
     );
     return rows.map(toCommand);
@@ -309,14 +318,14 @@ export class CloudStore {
   setCommandStatus(id: string, from: readonly CommandStatus[], to: CommandStatus, reason: string | null, now: number): boolean {
     const marks = from.map(() => '?').join(', ');
     const info = this.query(() =>
-      this.db.prepare(`UPDATE commands SET status = ?, status_reason = ?, updated = ? WHERE id = ? AND status IN (${marks})`).run(to, reason, now, id, ...from),
+      this.prepare(`UPDATE commands SET status = ?, status_reason = ?, updated = ? WHERE id = ? AND status IN (${marks})`).run(to, reason, now, id, ...from),
     );
     return info.changes > 0;
   }
 
   /** Applies a feedback outcome to the pending command with this message id; the updated record, or undefined. */
   settleByMessageId(messageId: string, to: CommandStatus, reason: string, now: number): CommandRecord | undefined {
-    const row = this.query(() => this.db.prepare('SELECT * FROM commands WHERE message_id = ?').get(messageId) as CommandRow | undefined);
+    const row = this.query(() => this.prepare('SELECT * FROM commands WHERE message_id = ?').get(messageId) as CommandRow | undefined);
     if (!row) return undefined;
     // 'failed' too: a send that timed out here may still have reached the hub.
     if (!this.setCommandStatus(row.id, ['sending', 'queued', 'failed'], to, reason, now)) return undefined;
@@ -324,17 +333,17 @@ export class CloudStore {
   }
 
   setStayForS(id: string, stayForS: number, now: number): void {
-    this.query(() => this.db.prepare('UPDATE commands SET stay_for_s = ?, updated = ? WHERE id = ?').run(stayForS, now, id));
+    this.query(() => this.prepare('UPDATE commands SET stay_for_s = ?, updated = ? WHERE id = ?').run(stayForS, now, id));
   }
 
   setFollowUp(id: string, followUp: string): void {
-    this.query(() => this.db.prepare('UPDATE commands SET follow_up = ? WHERE id = ?').run(followUp, id));
+    this.query(() => this.prepare('UPDATE commands SET follow_up = ? WHERE id = ?').run(followUp, id));
   }
 
   /** Pending commands whose expiry passed `graceMs` ago without feedback: marked expired. */
   expireOverdue(now: number, graceMs: number, reason: string): CommandRecord[] {
     const rows = this.query(
-      () => this.db.prepare(`SELECT * FROM commands WHERE status IN ('sending', 'queued') AND expires_at <= ?`).all(now - graceMs) as CommandRow[],
+      () => this.prepare(`SELECT * FROM commands WHERE status IN ('sending', 'queued') AND expires_at <= ?`).all(now - graceMs) as CommandRow[],
     );
     for (const r of rows) this.setCommandStatus(r.id, PENDING_STATUSES, 'expired', reason, now);
     return rows.map((r) => ({ ...toCommand(r), status: 'expired', statusReason: reason, updated: now }));
