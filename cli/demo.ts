@@ -16,6 +16,9 @@ import { parseGatewayConfig } from '../gateway/src/config/load-config.js';
 import { startGatewayFromConfig } from '../gateway/src/main.js';
 import { firmwareVersion, formatStatus } from '../gateway/src/cli.js';
 import type { GatewayRuntime } from '../gateway/src/app/gateway.js';
+import { issueToken } from '../cloud/src/auth.js';
+import { startCloudServer, type RunningCloud } from '../cloud/src/server.js';
+import { CloudStore } from '../cloud/src/store.js';
 
 const DEMO_GATEWAY = 'demo-gateway';
 /** dist/cli/demo.js → the package root's hardware/scenarios/demo.yaml. */
@@ -29,7 +32,31 @@ interface DemoOptions {
   logLevel: string;
   amqpPort?: number;
   httpsPort?: number;
+  cloudPort: number;
   scenario: string;
+}
+
+/** Revokes earlier demo tokens and issues a fresh operator token into `file` (0600); returns it. */
+function demoOperatorToken(cloudDir: string, file: string): string {
+  const store = CloudStore.open(cloudDir);
+  try {
+    const now = Date.now();
+    for (const t of store.listTokens()) if (t.name.startsWith('demo-operator-') && t.revoked === null) store.revokeToken(t.name, now);
+    const { token } = issueToken(store, { name: `demo-operator-${now}`, role: 'operator', now });
+    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    return token;
+  } finally {
+    store.close();
+  }
+}
+
+/** The demo gateway as the companion shows it to an operator, on one line (read fresh from the twin). */
+async function fleetLine(cloud: RunningCloud, token: string): Promise<string> {
+  const res = await cloud.app.inject({ method: 'GET', url: `/v1/gateways/${DEMO_GATEWAY}`, headers: { authorization: `Bearer ${token}` } });
+  if (res.statusCode !== 200) return `fleet view: HTTP ${res.statusCode} ${res.body.slice(0, 200)}`;
+  const g = res.json<{ gateway: { id: string; health: string; healthReasons: string[]; power: { state: string | null; lastCheckIn: string | null }; outbox: { depth: number } | null } }>().gateway;
+  const reasons = g.healthReasons.length > 0 ? ` (${g.healthReasons.join('; ')})` : '';
+  return `fleet view: ${g.id} health ${g.health}${reasons} | reported ${g.power.state ?? '-'} | last check-in ${g.power.lastCheckIn ?? 'never'} | outbox ${g.outbox?.depth ?? '-'}`;
 }
 
 /** One line per message the hub accepted: how many readings, and a taste of them. */
@@ -71,6 +98,7 @@ export function registerDemoCommand(program: Command): void {
     .option('--scenario <file>', 'emulated sensors (sensors/rig/scenario.ts)', DEFAULT_SCENARIO)
     .option('--amqp-port <port>', 'hub AMQPS port (0: any free one; default 5671 or what hub.json says)', (v) => Number(v))
     .option('--https-port <port>', 'hub HTTPS port (0: any free one; default 8443 or what hub.json says)', (v) => Number(v))
+    .option('--cloud-port <port>', 'cloud companion port on 127.0.0.1 (0: any free one)', (v) => Number(v), 3000)
     .action(async (opts: DemoOptions) => {
       const say = (line: string): void => {
         process.stdout.write(`${line}\n`);
@@ -89,6 +117,7 @@ export function registerDemoCommand(program: Command): void {
       });
       let rig: Rig | undefined;
       let rt: GatewayRuntime | undefined;
+      let cloud: RunningCloud | undefined;
       try {
         say(`local IoT Hub: amqps://${hub.hub.hostName}:${hub.hub.amqpPort}  https://${hub.hub.hostName}:${hub.hub.httpsPort}`);
         say(`  connection strings: ${hubFilePath(dataDir)} (mode 0600); try: npx fieldlink hub events --data ${opts.data} --decode`);
@@ -132,6 +161,16 @@ export function registerDemoCommand(program: Command): void {
 
         rt = await startGatewayFromConfig(parseGatewayConfig(config, configPath, demoDir), { log, firmwareVersion: firmwareVersion() });
         const runtime = rt;
+
+        const cloudDir = join(demoDir, 'cloud');
+        const tokenFile = join(demoDir, 'operator-token');
+        const token = demoOperatorToken(cloudDir, tokenFile);
+        cloud = await startCloudServer({ dataDir: cloudDir, port: opts.cloudPort, log: log.child({ component: 'cloud' }), hub: { kind: 'file', hubJson: hubFilePath(dataDir) }, app: { fleetRefreshMs: 5_000 } });
+        const companion = cloud;
+        say(`cloud companion: ${companion.url}  (API docs ${companion.url}/docs)`);
+        say(`  fleet page: ${companion.url}/fleet — sign in with the operator token in ${tokenFile}`);
+        say(`  try: curl -s -H "Authorization: Bearer $(cat ${tokenFile})" ${companion.url}/v1/gateways`);
+        say(`       curl -s -X POST -H "Authorization: Bearer $(cat ${tokenFile})" -H 'content-type: application/json' -d '{"type":"wake","forS":30}' ${companion.url}/v1/gateways/${DEMO_GATEWAY}/commands`);
         const onEvent = (e: StoredEvent): void => {
           if (e.deviceId === DEMO_GATEWAY) say(describeArrival(e));
         };
@@ -147,6 +186,8 @@ export function registerDemoCommand(program: Command): void {
               const s = runtime.status();
               // A line per phase change, and every 5 s: readable in a terminal and in a CI log.
               if (s.phase !== lastPhase || ticks % 5 === 0) say(formatStatus(s, Date.now()));
+              // What an operator sees, after each check-in (the companion reads the twin).
+              if (lastPhase !== '' && lastPhase !== 'standby' && s.phase === 'standby') void fleetLine(companion, token).then(say, () => undefined);
               lastPhase = s.phase;
             });
         }, 1000);
@@ -154,6 +195,7 @@ export function registerDemoCommand(program: Command): void {
         clearInterval(timer);
         hub.events.off('event', onEvent);
       } finally {
+        await cloud?.close().catch(() => undefined);
         await rt?.stop().catch(() => undefined);
         await rig?.stop().catch(() => undefined);
         const totals = hub.meter.snapshot().totals;

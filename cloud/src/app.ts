@@ -69,6 +69,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }) as unknown as FastifyInstance;
 
+  // RFC 7396 merge patches (PATCH …/config) under their own media type too.
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
   app.addSchema(problemSchema);
   for (const schema of sharedSchemas) app.addSchema(schema);
 

@@ -4,7 +4,7 @@
  * everything cleanly.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -13,7 +13,7 @@ import { CLI } from '../helpers/gateway-rig.js';
 
 t.test('demo: hub + wearables, thermostats and a board + gateway; readings of every family reach the hub after a standby period; SIGINT stops it', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-demo-'));
-  const child = spawn(process.execPath, [CLI, 'demo', '--data', dir, '--check-in', '10', '--window', '2', '--sample', '1', '--amqp-port', '0', '--https-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'demo', '--data', dir, '--check-in', '10', '--window', '2', '--sample', '1', '--amqp-port', '0', '--https-port', '0', '--cloud-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -33,6 +33,21 @@ t.test('demo: hub + wearables, thermostats and a board + gateway; readings of ev
   await eventually(10_000, 'online then standby again', () => (/power online[\s\S]*power standby/.test(out.slice(out.indexOf('hub ←'))) ? true : undefined));
   t.equal(statSync(join(dir, 'demo', 'connection-string')).mode & 0o777, 0o600, 'the device secret file is 0600');
   t.notMatch(out, /SharedAccessKey=/, 'no secret printed');
+
+  // The companion runs beside them: its fleet view knows the gateway from the twin.
+  const cloudUrl = /cloud companion: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
+  t.ok(cloudUrl, 'the companion URL is printed');
+  const tokenFile = join(dir, 'demo', 'operator-token');
+  t.equal(statSync(tokenFile).mode & 0o777, 0o600, 'the operator token file is 0600');
+  const token = readFileSync(tokenFile, 'utf8').trim();
+  t.notMatch(out, token, 'the token itself is not printed');
+  t.match(out, new RegExp(`fleet page: ${cloudUrl}/fleet`));
+  await eventually(15_000, 'fleet line after a check-in', () => (/fleet view: demo-gateway health ok \| reported standby \| last check-in 20/.test(out) ? true : undefined));
+  const fleet = await fetch(`${cloudUrl}/v1/gateways`, { headers: { authorization: `Bearer ${token}` } });
+  t.equal(fleet.status, 200);
+  const body = (await fleet.json()) as { gateways: { id: string; power: { state: string } }[] };
+  t.match(body.gateways, [{ id: 'demo-gateway' }], 'the fleet view lists the demo gateway');
+  t.equal((await fetch(`${cloudUrl}/fleet`)).status, 200, 'the fleet page is served');
 
   child.kill('SIGINT');
   t.equal(await exited, 0, 'exits 0 on Ctrl-C');

@@ -245,3 +245,24 @@ t.test('removing every setting is a change the gateway must still apply: pending
   c.hub.report('gw-1', { config: { appliedVersion: version + 1, desiredVersion: version + 1, status: 'applied', errors: [] } });
   t.equal((await getConfig(c, op, 'gw-1')).json<ConfigJson>().status, 'applied', 'and applied once it has');
 });
+
+t.test('PATCH accepts the merge-patch media type (RFC 7396) as well as application/json', async (t) => {
+  const c = await companion();
+  t.teardown(c.cleanup);
+  c.hub.addGateway('gw-1');
+  const res = await c.app.inject({
+    method: 'PATCH',
+    url: '/v1/gateways/gw-1/config',
+    headers: { ...bearer(c.token('operator')), 'content-type': 'application/merge-patch+json' },
+    payload: JSON.stringify({ checkInIntervalS: 900 }),
+  });
+  t.equal(res.statusCode, 200, res.body);
+  t.equal(c.hub.twins.get('gw-1')?.desired.checkInIntervalS, 900);
+  const bad = await c.app.inject({
+    method: 'PATCH',
+    url: '/v1/gateways/gw-1/config',
+    headers: { ...bearer(c.token('operator', 'op2')), 'content-type': 'application/merge-patch+json' },
+    payload: '{nope',
+  });
+  t.equal(bad.statusCode, 400, 'unparsable body is a 400');
+});
