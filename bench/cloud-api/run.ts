@@ -31,6 +31,7 @@ import { reportedState, type SourceActivity } from '../../gateway/src/app/report
 import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
 import { killHubs, startHub, type HubProcess } from '../gateway-drain/hub-process.js';
 import { killLoaders, startLoader, type LoadJob, type LoadProcess, type LoadResult } from './load-process.js';
+import { positiveInt } from '../args.js';
 
 const USAGE = `usage: node dist/bench/cloud-api/run.js [options]
   --gateways N     fleet size (default 100)
@@ -52,13 +53,6 @@ interface Config {
   seconds: number;
   connections: number;
   profile: string | undefined;
-}
-
-function positiveInt(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return n;
 }
 
 function parseConfig(argv: string[]): Config | undefined {

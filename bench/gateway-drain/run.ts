@@ -33,6 +33,7 @@ import { cpuDelta, sampleCpu } from '../hub-d2c/cpu.js';
 import { digest, READING_SET_SHA256, READING_SET_SIZE, readingSet } from '../outbox/readings.js';
 import { fileSystemOf } from '../outbox-disk/fs-kind.js';
 import { killHubs, startHub, type HubProcess } from './hub-process.js';
+import { positiveInt } from '../args.js';
 
 const USAGE = `usage: node dist/bench/gateway-drain/run.js [options]
   --readings N        readings buffered and drained per run (default 1000000)
@@ -63,13 +64,6 @@ interface Config {
   meterEncodings: TelemetryEncoding[];
   meterReadings: number;
   dir: string;
-}
-
-function positiveInt(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return n;
 }
 
 function encodingOf(raw: string): TelemetryEncoding {

@@ -17,6 +17,7 @@ import type { ServerKind } from './ipc.js';
 import { closeClients, drive, EVENT_BYTES, eventPayload, openClients, type DeviceClient } from './load.js';
 import { summarise, table, type PhaseResult, type Summary } from './report.js';
 import { killAllServers, startServer } from './server-process.js';
+import { positiveInt } from '../args.js';
 
 interface Config {
   seconds: number;
@@ -39,13 +40,6 @@ const USAGE = `usage: node dist/bench/hub-d2c/run.js [options]
   --json            print results as JSON on stdout (progress still goes to stderr)
   --profile DIR     write a V8 CPU profile of each hub phase's measured window to DIR
                     (profiling slows the hub: do not read throughput from such a run)`;
-
-function positiveInt(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return n;
-}
 
 function parseConfig(argv: string[]): Config | undefined {
   const { values } = parseArgs({

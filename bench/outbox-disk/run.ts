@@ -23,6 +23,7 @@ import type { TelemetryEncoding } from '../../gateway/src/contract/telemetry.js'
 import type { Reading, Sample } from '../../sensors/contract/reading.js';
 import { digest, READING_SET_SHA256, READING_SET_SIZE, readingSet } from '../outbox/readings.js';
 import { fileSystemOf } from './fs-kind.js';
+import { positiveInt } from '../args.js';
 
 const USAGE = `usage: node dist/bench/outbox-disk/run.js [options]
   --readings N       readings through the cycle (default 200000)
@@ -48,13 +49,6 @@ interface Config {
   vacuumThresholdPages: number;
   walAutocheckpointPages: number;
   dir: string;
-}
-
-function positiveInt(name: string, raw: string | undefined, fallback: number): number {
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
-  return n;
 }
 
 function parseConfig(argv: string[]): Config | undefined {

@@ -3,7 +3,7 @@ import t from 'tap';
 import { CommandService, FEEDBACK_GRACE_MS } from '../../../cloud/src/commands.js';
 import type { FeedbackRecord } from '../../../cloud/src/fleet-hub.js';
 import { FieldlinkError } from '../../../common/errors.js';
-import { bearer, companion, type Companion } from './fixture.js';
+import { bearer, companion, type Companion, NO_RATE_LIMIT, type ProblemJson } from './fixture.js';
 
 // The command routes against the fake IoT Hub: queueing, coalescing, follow-up wakes, feedback,
 // expiry, limits, validation, auth and audit.
@@ -28,18 +28,12 @@ interface IssueJson {
   coalesced: boolean;
   note?: string;
 }
-interface ProblemJson {
-  code: string;
-  message: string;
-  details?: Record<string, unknown>;
-}
 interface AuditJson {
   entries: { ts: string; tokenName: string; action: string; target: string; result: string; details?: Record<string, unknown> }[];
 }
 
 const MIN = 60_000;
-/** These tests send bursts of requests; the rate limit is auth.test.ts's business. */
-const rateLimit = { perSecond: 1e6, burst: 1e6 };
+const rateLimit = NO_RATE_LIMIT;
 
 async function post(c: Companion, token: string, gateway: string, body: unknown) {
   return c.app.inject({ method: 'POST', url: `/v1/gateways/${gateway}/commands`, headers: bearer(token), payload: body as Record<string, unknown> });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bearer, companion, type Companion } from './fixture.js';
+import { bearer, companion, type Companion, NO_RATE_LIMIT, type ProblemJson, type AuditEntryJson } from './fixture.js';
 
 // The config routes against the fake IoT Hub: the view of desired vs acknowledged, patches
 // validated before they reach the hub, etags, auth and audit.
@@ -12,20 +12,8 @@ interface ConfigJson {
   status: string;
   errors: unknown[];
 }
-interface ProblemJson {
-  code: string;
-  message: string;
-  details?: Record<string, unknown>;
-}
-interface AuditEntry {
-  tokenName: string;
-  action: string;
-  target: string;
-  result: string;
-  details?: Record<string, unknown>;
-}
 
-const rateLimit = { perSecond: 1e6, burst: 1e6 };
+const rateLimit = NO_RATE_LIMIT;
 
 async function getConfig(c: Companion, token: string, id: string) {
   return c.app.inject({ method: 'GET', url: `/v1/gateways/${id}/config`, headers: bearer(token) });
@@ -38,8 +26,8 @@ async function patch(c: Companion, token: string, id: string, body: unknown, ifM
     payload: body as Record<string, unknown>,
   });
 }
-async function audit(c: Companion, token: string): Promise<AuditEntry[]> {
-  return (await c.app.inject({ method: 'GET', url: '/v1/audit', headers: bearer(token) })).json<{ entries: AuditEntry[] }>().entries;
+async function audit(c: Companion, token: string): Promise<AuditEntryJson[]> {
+  return (await c.app.inject({ method: 'GET', url: '/v1/audit', headers: bearer(token) })).json<{ entries: AuditEntryJson[] }>().entries;
 }
 
 t.test('GET config: desired without $-keys, version, etag (body and quoted header), acknowledgement and status', async (t) => {

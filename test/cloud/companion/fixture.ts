@@ -46,3 +46,22 @@ export async function companion(opts: { rateLimit?: RateLimitOptions; background
 }
 
 export const bearer = (token: string): Record<string, string> => ({ authorization: `Bearer ${token}` });
+
+/** A problem body as the companion sends it. */
+export interface ProblemJson {
+  code: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export interface AuditEntryJson {
+  ts: string;
+  tokenName: string;
+  action: string;
+  target: string;
+  result: string;
+  details?: Record<string, unknown>;
+}
+
+/** For tests that send bursts of requests; the rate limit itself is auth.test.ts's business. */
+export const NO_RATE_LIMIT = { perSecond: 1e6, burst: 1e6 };

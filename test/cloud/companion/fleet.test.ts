@@ -9,7 +9,7 @@ import { CloudStore } from '../../../cloud/src/store.js';
 import { FakeClock } from '../../../common/clock.js';
 import { FieldlinkError } from '../../../common/errors.js';
 import { captureLog } from '../../helpers/hub.js';
-import { bearer, companion, type Companion } from './fixture.js';
+import { bearer, companion, type Companion, NO_RATE_LIMIT, type ProblemJson, type AuditEntryJson } from './fixture.js';
 import { FakeFleetHub } from './fake-hub.js';
 
 // The fleet routes against the fake IoT Hub: the cached, paged, filtered fleet view, one
@@ -33,20 +33,8 @@ interface FleetJson {
   stale: boolean;
   refreshError?: string;
 }
-interface ProblemJson {
-  code: string;
-  message: string;
-  details?: Record<string, unknown>;
-}
-interface AuditEntry {
-  tokenName: string;
-  action: string;
-  target: string;
-  result: string;
-  details?: Record<string, unknown>;
-}
 
-const rateLimit = { perSecond: 1e6, burst: 1e6 };
+const rateLimit = NO_RATE_LIMIT;
 const MIN = 60_000;
 
 async function fleet(c: { app: Companion['app'] }, token: string, query = ''): Promise<FleetJson> {
@@ -305,7 +293,7 @@ t.test('create and delete identities: the key is returned once, never stored, lo
   t.same(c.hub.twins.get('gw-new')?.tags, { fieldlink: { kind: 'gateway' } });
   const key = created.connectionString.split('SharedAccessKey=')[1] ?? 'missing';
 
-  const entries = (await c.app.inject({ method: 'GET', url: '/v1/audit', headers: bearer(op) })).json<{ entries: AuditEntry[] }>().entries;
+  const entries = (await c.app.inject({ method: 'GET', url: '/v1/audit', headers: bearer(op) })).json<{ entries: AuditEntryJson[] }>().entries;
   t.match(entries[0], { tokenName: 'alice', action: 'gateway.create', target: 'gw-new', result: 'ok' });
   t.notOk(JSON.stringify(entries).includes('SharedAccessKey'), 'no connection string in the audit log');
   t.notOk(JSON.stringify(entries).includes(key), 'no key in the audit log');
@@ -347,7 +335,7 @@ t.test('create and delete identities: the key is returned once, never stored, lo
   t.equal(down.statusCode, 503);
   t.equal(down.json<ProblemJson>().message, 'IoT Hub is not reachable (test)');
   c.hub.down = undefined;
-  const audit = (await c.app.inject({ method: 'GET', url: '/v1/audit', headers: bearer(op) })).json<{ entries: AuditEntry[] }>().entries;
+  const audit = (await c.app.inject({ method: 'GET', url: '/v1/audit', headers: bearer(op) })).json<{ entries: AuditEntryJson[] }>().entries;
   t.match(audit[0], { action: 'gateway.create', target: 'gw-later', result: 'HUB_UNREACHABLE' });
   t.match(audit.slice(1, 3), [
     { action: 'gateway.delete', target: 'gw-new', result: 'DEVICE_NOT_FOUND' },
