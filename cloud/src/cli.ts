@@ -42,16 +42,28 @@ export function formatTokens(tokens: readonly TokenSummary[]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
 
-/** Where the companion finds IoT Hub: connection strings from the environment win over a hub.json. */
-export function hubSource(opts: { hub?: string; hubCa?: string }, env: Readonly<Record<string, string | undefined>>): HubSource {
-  const service = env.FIELDLINK_HUB_SERVICE_CONNECTION_STRING;
-  const registry = env.FIELDLINK_HUB_REGISTRY_CONNECTION_STRING;
-  if (opts.hub === undefined && (service !== undefined || registry !== undefined)) {
-    if (service === undefined || registry === undefined) {
-      throw new FieldlinkError('CONFIG_INVALID', {
-        message: 'set both FIELDLINK_HUB_SERVICE_CONNECTION_STRING and FIELDLINK_HUB_REGISTRY_CONNECTION_STRING (least privilege: two policies)',
-      });
-    }
+export interface HubOptions {
+  hub?: string;
+  hubCa?: string;
+  hubConnectionString?: string;
+  registryConnectionString?: string;
+}
+
+/**
+ * Where the companion finds IoT Hub. Connection strings (flags, or the environment, which keeps
+ * them out of the process list) win over a hub.json; the registry one defaults to the hub one,
+ * which then needs ServiceConnect + RegistryRead + RegistryWrite (a custom policy).
+ */
+export function hubSource(opts: HubOptions, env: Readonly<Record<string, string | undefined>>): HubSource {
+  const service = opts.hubConnectionString ?? env.FIELDLINK_HUB_SERVICE_CONNECTION_STRING;
+  const registry = opts.registryConnectionString ?? env.FIELDLINK_HUB_REGISTRY_CONNECTION_STRING ?? service;
+  if (service === undefined && registry !== undefined) {
+    throw new FieldlinkError('CONFIG_INVALID', {
+      message: 'a registry connection string alone is not enough: give the service one too (--hub-connection-string or FIELDLINK_HUB_SERVICE_CONNECTION_STRING)',
+    });
+  }
+  if (service !== undefined && registry !== undefined) {
+    if (opts.hub !== undefined) throw new FieldlinkError('CONFIG_INVALID', { message: '--hub and a hub connection string exclude each other: give one' });
     return { kind: 'connection-strings', service, registry, ...(opts.hubCa ? { ca: readFileSync(opts.hubCa, 'utf8') } : {}) };
   }
   return { kind: 'file', hubJson: opts.hub ?? hubFilePath(DEFAULT_HUB_DATA_DIR) };
@@ -73,6 +85,8 @@ export function registerCloudCommands(program: Command, io: CloudCliIo = { stdou
     .option('--data <dir>', 'data directory for the companion state (cloud.db)', DEFAULT_CLOUD_DATA_DIR)
     .option('--port <port>', 'port to listen on, on 127.0.0.1', port, 3000)
     .option('--hub <file>', "a local hub's hub.json (default: the local hub's, when no connection string is given)")
+    .option('--hub-connection-string <cs>', 'IoT Hub service connection string (prefer FIELDLINK_HUB_SERVICE_CONNECTION_STRING: argv is visible to other users)')
+    .option('--registry-connection-string <cs>', 'registry connection string, when the service one lacks RegistryRead/Write (default: the hub one)')
     .option('--hub-ca <file>', 'PEM CA to trust for the hub (a local hub reached by connection string)')
     .option('--log-level <level>', 'pino log level', 'info')
     .addHelpText(
@@ -82,7 +96,7 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
   FIELDLINK_HUB_SERVICE_CONNECTION_STRING   a policy with ServiceConnect (Azure's "service")
   FIELDLINK_HUB_REGISTRY_CONNECTION_STRING  a policy with RegistryRead + RegistryWrite ("registryReadWrite")`,
     )
-    .action(async (opts: { data: string; port: number; logLevel: string; hub?: string; hubCa?: string }) => {
+    .action(async (opts: { data: string; port: number; logLevel: string } & HubOptions) => {
       const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
       const running = await startCloudServer({ dataDir: opts.data, port: opts.port, log, hub: hubSource(opts, process.env) });
       io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);

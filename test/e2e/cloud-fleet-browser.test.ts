@@ -12,7 +12,7 @@ import { startRig } from '../helpers/gateway-rig.js';
 t.setTimeout(180_000);
 
 t.test('fleet page: lists the gateway with its reported state; Wake goes queued → delivered; the gateway holds online', async (t) => {
-  const rig = await startRig(t, { thermostats: 1 });
+  const rig = await startRig(t, { thermostats: 1, deviceId: 'demo-gateway' });
   const companion = await startCompanion(rig.th.hubJson);
   t.teardown(() => companion.close());
   const gw = rig.spawnGateway();

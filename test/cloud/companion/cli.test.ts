@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import t from 'tap';
-import { registerCloudCommands } from '../../../cloud/src/cli.js';
+import { hubSource, registerCloudCommands } from '../../../cloud/src/cli.js';
+import { hubTargets } from '../../../cloud/src/server.js';
 import { issueToken } from '../../../cloud/src/auth.js';
 import { CloudStore } from '../../../cloud/src/store.js';
 import { createProgram } from '../../../cli/program.js';
@@ -112,4 +113,18 @@ t.test('fieldlink cloud without a hub says where it looked and exits 1', async (
   const r = await cli(['--port', '0', '--data', dir, '--hub', join(dir, 'nope', 'hub.json')]);
   t.equal(r.code, 1);
   t.match(r.err, /nope\/hub\.json/);
+});
+
+t.test('hub source: a hub.json by default; connection strings from flags or the environment; least privilege needs both', async (t) => {
+  const svc = 'HostName=fl.azure-devices.net;SharedAccessKeyName=service;SharedAccessKey=c2VydmljZQ==';
+  const reg = 'HostName=fl.azure-devices.net;SharedAccessKeyName=registryReadWrite;SharedAccessKey=cmVnaXN0cnk=';
+  t.match(hubSource({}, {}), { kind: 'file', hubJson: /\.fieldlink\/hub\/hub\.json$/ });
+  t.same(hubSource({ hub: '/x/hub.json' }, {}), { kind: 'file', hubJson: '/x/hub.json' });
+  t.same(hubSource({}, { FIELDLINK_HUB_SERVICE_CONNECTION_STRING: svc, FIELDLINK_HUB_REGISTRY_CONNECTION_STRING: reg }), { kind: 'connection-strings', service: svc, registry: reg });
+  t.same(hubSource({ hubConnectionString: svc }, {}), { kind: 'connection-strings', service: svc, registry: svc }, 'one policy with both rights');
+  t.same(hubSource({ hubConnectionString: svc, registryConnectionString: reg }, { FIELDLINK_HUB_SERVICE_CONNECTION_STRING: 'ignored' }), { kind: 'connection-strings', service: svc, registry: reg }, 'flags win');
+  t.throws(() => hubSource({}, { FIELDLINK_HUB_REGISTRY_CONNECTION_STRING: reg }), /registry connection string alone/);
+  t.throws(() => hubSource({ hub: '/x/hub.json', hubConnectionString: svc }, {}), /exclude each other/);
+  const targets = hubTargets(hubSource({ hubConnectionString: svc, registryConnectionString: reg }, {}));
+  t.match(targets, { service: { hostName: 'fl.azure-devices.net', keyName: 'service', amqpPort: 5671 }, registry: { keyName: 'registryReadWrite', httpsPort: 443 } });
 });
