@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import common from 'azure-iot-common';
+import { withinDeadline } from '../../common/deadline.js';
 import { FieldlinkError, isFieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { createRegistry, createServiceClient, type HubTarget } from '../hub/service-clients.js';
@@ -67,22 +68,6 @@ export function translateHubError(err: unknown, what: string, deviceId?: string)
     return new FieldlinkError('HUB_REQUEST_FAILED', { message: `${what}: IoT Hub answered HTTP ${status} (${reason})`, cause: err });
   }
   return new FieldlinkError('HUB_UNREACHABLE', { message: `${what}: IoT Hub cannot be reached (${reason})`, cause: err });
-}
-
-/**
- * Settles with `work`, or rejects with HUB_UNREACHABLE after `ms`. The SDK call may still finish
- * later; its result is then ignored (a late C2D send is still tracked through its message id).
- */
-async function withinDeadline<T>(ms: number, what: string, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new FieldlinkError('HUB_UNREACHABLE', { message: `${what}: IoT Hub did not answer within ${ms} ms` })), ms);
-  });
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 interface SdkTwin {
