@@ -17,6 +17,8 @@ export const commandModules: readonly { readonly name: string; readonly load: ()
   { name: 'gateway', load: async () => (await import('../gateway/src/cli.js')).registerGatewayCommand },
   { name: 'emulate', load: async () => (await import('../sensors/cli.js')).registerEmulateCommands },
   { name: 'demo', load: async () => (await import('./demo.js')).registerDemoCommand },
+  { name: 'provision', load: async () => (await import('../scripts/provision/cli.js')).registerProvisionCommand },
+  { name: 'doctor', load: async () => (await import('../scripts/doctor/cli.js')).registerDoctorCommand },
 ];
 
 /** The registrars `argv` needs: the named command's only, or all of them (help, unknown command). */
