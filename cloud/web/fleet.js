@@ -233,8 +233,11 @@
     const gateways = Array.isArray(data.gateways) ? data.gateways : [];
     const asOf = typeof data.asOf === 'string' ? data.asOf : new Date().toISOString();
     const nowMs = Number.isNaN(Date.parse(asOf)) ? Date.now() : Date.parse(asOf);
-    ui.asOf.textContent = `as of ${clockTime(new Date(nowMs))}`;
-    ui.asOf.title = asOf;
+    // A stale view is the last good one while IoT Hub cannot be reached: say so, with why.
+    const stale = data.stale === true;
+    ui.asOf.textContent = `as of ${clockTime(new Date(nowMs))}${stale ? ' (stale: IoT Hub not reachable)' : ''}`;
+    ui.asOf.title = stale && typeof data.refreshError === 'string' ? `${asOf}: ${data.refreshError}` : asOf;
+    ui.asOf.classList.toggle('stale', stale);
     const total = typeof data.total === 'number' ? data.total : gateways.length;
     ui.counts.textContent = `showing ${gateways.length} of ${total}${data.nextCursor ? ' (first page)' : ''}`;
     ui.empty.hidden = gateways.length > 0;

@@ -3,7 +3,7 @@
  * partition table (made here with mkfs.vfat and written with mtools), including a compressed
  * .img.xz; then a gateway started from what was written connects to the hub.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { registerProvisionCommand } from '../../scripts/provision/cli.js';
 import { bootPartitionOffset, mtoolsOn } from '../../scripts/provision/fat-image.js';
 import { eventually, within } from '../helpers/deadline.js';
 import { captureLog, registryFor, startTestHub, type TestHub } from '../helpers/hub.js';
+import { makeTempRoot } from '../helpers/temp-root.js';
 
 t.setTimeout(180_000);
 
@@ -231,4 +232,45 @@ t.test('bad input: unknown board, no sensor, bad sensor spec, both --out and --i
       (err: Error) => err.constructor.name,
     );
   t.equal(lookup, 'DeviceNotFoundError', 'a bad target is refused before any identity is created');
+});
+
+const notRoot = process.getuid?.() !== 0 && !process.env.FIELDLINK_REQUIRE_SYSTEM_TOOLS ? 'needs root (first boot creates a user and chowns)' : false;
+
+t.test('the whole bench-to-site chain: provision a boot partition, run its first boot in a temporary root, start the gateway from what was installed', { skip: notRoot }, async (t) => {
+  const th = await hub();
+  const boot = tempDir('fieldlink-chain-boot-');
+  const root = makeTempRoot(t);
+  const p = await provisionCli(['--id', 'site-gw-3', '--board', 'pi4', '--sensor', 'serial:thermo-1:/dev/fieldlink/uart', '--hub', th.hubJson, '--out', boot, '--label-dir', boot]);
+  t.equal(p.code, 0, p.err);
+  const secret = readFileSync(join(boot, 'fieldlink', 'connection-string'), 'utf8');
+
+  const fb = spawnSync('sh', [join(boot, 'fieldlink', 'firstboot.sh')], {
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', FIELDLINK_ROOT: root, FIELDLINK_BOOT: boot },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.equal(fb.status, 0, fb.stderr);
+  t.notOk(`${fb.stdout}${fb.stderr}`.includes(secret.trim()), 'first boot never prints the secret');
+  const installed = join(root, 'etc/fieldlink/connection-string');
+  const uid = Number(readFileSync(join(root, 'etc/passwd'), 'utf8').split('\n').find((l) => l.startsWith('fieldlink:'))?.split(':')[2]);
+  t.equal(statSync(installed).mode & 0o777, 0o600);
+  t.equal(statSync(installed).uid, uid, "owned by the gateway's user");
+  t.equal(readFileSync(installed, 'utf8'), secret);
+  t.notOk(existsSync(join(boot, 'fieldlink', 'connection-string')), 'gone from the FAT partition');
+
+  // The installed config, its /etc and /var paths read inside the temporary root; no
+  // timedate1 here, so the clock is assumed (the Pi's config keeps timedate1).
+  const config = JSON.parse(readFileSync(join(root, 'etc/fieldlink/gateway.json'), 'utf8')) as Record<string, string>;
+  t.equal(config.clockTrust && (config.clockTrust as unknown as { source: string }).source, 'timedate1');
+  const inRoot = (path: string | undefined): string => join(root, path ?? '');
+  const local = { ...config, connectionStringFile: inRoot(config.connectionStringFile), caFile: inRoot(config.caFile), dataDir: inRoot(config.dataDir), clockTrust: { source: 'assume' } };
+  const log = captureLog();
+  const rt = await startGatewayFromConfig(parseGatewayConfig(local, 'gateway.json', root), { log: log.logger, firmwareVersion: 'test' });
+  t.teardown(() => rt.stop());
+  t.ok(rt.wakeNow());
+  await eventually(20_000, 'the gateway reported to the hub', async () => {
+    const twin = (await registryFor(th).getTwin('site-gw-3')).responseBody as unknown as { properties: { reported: { power?: { state?: string } } } };
+    return twin.properties.reported.power?.state ? true : undefined;
+  }, 250);
+  t.pass('connected with the installed key and CA');
 });

@@ -59,6 +59,7 @@ const gateways = [
 const seen = { authorization: [] as string[], posts: [] as { gateway: string; body: unknown }[], commandGets: 0 };
 const commands = new Map<string, Command>();
 let failCommands: { status: number; code: string; message: string } | undefined;
+let staleFleet: string | undefined;
 
 const app = Fastify();
 registerWebRoutes(app);
@@ -73,7 +74,14 @@ app.addHook('onRequest', async (req, reply) => {
   if (!principal(req)) return problem(reply, 401, 'AUTH_REQUIRED', 'no valid token');
 });
 app.get('/v1/whoami', async (req) => principal(req));
-app.get('/v1/gateways', async () => ({ gateways, total: gateways.length, nextCursor: null, asOf: new Date().toISOString() }));
+app.get('/v1/gateways', async () => ({
+  gateways,
+  total: gateways.length,
+  nextCursor: null,
+  asOf: new Date().toISOString(),
+  stale: staleFleet !== undefined,
+  ...(staleFleet === undefined ? {} : { refreshError: staleFleet }),
+}));
 app.post<{ Params: { id: string }; Body: { type: Command['type']; forS?: number } }>('/v1/gateways/:id/commands', async (req, reply) => {
   if (principal(req)?.role !== 'operator') return problem(reply, 403, 'AUTH_FORBIDDEN', 'operators only');
   seen.posts.push({ gateway: req.params.id, body: req.body });
@@ -274,5 +282,20 @@ t.test('empty fleet: a friendly empty state; a failing command: the problem mess
   t.equal(await page.getByTestId('status').getAttribute('aria-live'), 'polite');
   t.match(await page.getByTestId('command-note-gw-south-2').textContent(), /IoT Hub did not answer/);
   t.equal(await page.getByTestId('command-status-gw-south-2').textContent(), '');
+  await page.close();
+});
+
+t.test('a stale fleet view (IoT Hub unreachable) says so, with the reason on hover', async (t) => {
+  const { page } = await browser.open();
+  await page.goto(`${base}/fleet#token=${OPERATOR}`);
+  await page.getByTestId('gateway-row-gw-north-1').waitFor();
+  t.notMatch((await page.getByTestId('as-of').textContent()) ?? '', /stale/);
+  staleFleet = 'refresh the fleet view: IoT Hub cannot be reached (ECONNREFUSED)';
+  t.teardown(() => {
+    staleFleet = undefined;
+  });
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await eventually(5000, 'stale shown', async () => (/stale: IoT Hub not reachable/.test((await page.getByTestId('as-of').textContent()) ?? '') ? true : undefined));
+  t.match(await page.getByTestId('as-of').getAttribute('title'), /ECONNREFUSED/);
   await page.close();
 });
