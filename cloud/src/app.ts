@@ -167,7 +167,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     await feedback.stop();
   });
 
-  const services: CompanionServices = { store: opts.store, clock, auth, hub: opts.hub, cache, commands };
+  const services: CompanionServices = { store: opts.store, clock, log, auth, hub: opts.hub, cache, commands };
   registerV1Routes(app, { store: opts.store, auth });
   registerGatewayRoutes(app, services);
   registerCommandRoutes(app, services);

@@ -1,11 +1,25 @@
 import type { FastifyRequest } from 'fastify';
 import type { Clock } from '../../common/clock.js';
 import { isFieldlinkError } from '../../common/errors.js';
-import type { CloudStore } from './store.js';
+import type { Logger } from '../../common/log.js';
+import type { AuditEntry, CloudStore } from './store.js';
 
 export interface AuditContext {
   store: CloudStore;
   clock: Clock;
+  log: Logger;
+}
+
+/**
+ * The change has happened (or failed) whatever the audit store says: a failing audit write is
+ * logged with the entry, never thrown over the result (a created gateway's key would be lost).
+ */
+function record(ctx: AuditContext, entry: AuditEntry): void {
+  try {
+    ctx.store.appendAudit(entry);
+  } catch (err) {
+    ctx.log.error({ err, audit: entry }, 'audit entry not stored');
+  }
 }
 
 /**
@@ -25,11 +39,11 @@ export async function audited<T>(
   const tokenName = req.principal?.name ?? 'anonymous';
   try {
     const value = await work();
-    ctx.store.appendAudit({ ts: ctx.clock.now(), tokenName, action, target, result: 'ok', details: { ...details, ...resultDetails?.(value) } });
+    record(ctx, { ts: ctx.clock.now(), tokenName, action, target, result: 'ok', details: { ...details, ...resultDetails?.(value) } });
     return value;
   } catch (err) {
     const code = isFieldlinkError(err) ? err.code : 'INTERNAL_ERROR';
-    ctx.store.appendAudit({ ts: ctx.clock.now(), tokenName, action, target, result: code, details });
+    record(ctx, { ts: ctx.clock.now(), tokenName, action, target, result: code, details });
     throw err;
   }
 }

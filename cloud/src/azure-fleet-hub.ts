@@ -188,15 +188,22 @@ export class AzureFleetHub implements FleetHub {
   async subscribeFeedback(handlers: FeedbackHandlers): Promise<FeedbackSubscription> {
     const client = await this.serviceClient();
     const receiver = await this.call('open the feedback receiver', undefined, async () => (await client.getFeedbackReceiver()).result);
+    // Thrown away while the receiver was attaching: its lost-notice went to nobody.
+    if (this.client !== client) throw new FieldlinkError('HUB_UNREACHABLE', { message: 'IoT Hub service connection lost while opening the feedback receiver' });
     let open = true;
-    const fail = (err: Error): void => {
-      if (!open) return;
+    const detach = (): void => {
       open = false;
       this.onClientLost.delete(lost);
       receiver.removeListener('message', onMessage);
+      receiver.removeListener('error', onError);
+    };
+    const fail = (err: Error): void => {
+      if (!open) return;
+      detach();
       handlers.onError(err);
     };
     const lost = (why: string): void => fail(new Error(`IoT Hub service connection lost: ${why}`));
+    const onError = (err: Error): void => fail(err);
     const onMessage = (msg: Message): void => {
       let records: FeedbackRecord[];
       try {
@@ -207,24 +214,23 @@ export class AzureFleetHub implements FleetHub {
         receiver.reject(msg, () => undefined);
         return;
       }
-      // Settled only once stored: a crash before that gets the batch again (updates are idempotent).
-      Promise.resolve(handlers.onRecords(records)).then(
-        () => receiver.complete(msg, () => undefined),
-        (err: unknown) => {
-          this.opts.log.error({ err: describe(err) }, 'feedback batch not stored; released for redelivery');
-          receiver.abandon(msg, () => undefined);
-        },
-      );
+      // Settled only once stored: a crash before that gets the batch again (updates are
+      // idempotent). The handler runs inside the promise chain, so a throw becomes an abandon.
+      Promise.resolve()
+        .then(() => handlers.onRecords(records))
+        .then(
+          () => receiver.complete(msg, () => undefined),
+          (err: unknown) => {
+            this.opts.log.error({ err: describe(err) }, 'feedback batch not stored; released for redelivery');
+            receiver.abandon(msg, () => undefined);
+          },
+        );
     };
     receiver.on('message', onMessage);
-    receiver.on('error', (err: Error) => fail(err));
+    receiver.on('error', onError);
     this.onClientLost.add(lost);
     return {
-      close: async () => {
-        open = false;
-        this.onClientLost.delete(lost);
-        receiver.removeListener('message', onMessage);
-      },
+      close: async () => detach(),
     };
   }
 
@@ -271,7 +277,15 @@ export class AzureFleetHub implements FleetHub {
     await this.call(`create gateway "${deviceId}"`, deviceId, () =>
       this.registry.create({ deviceId, status: 'enabled', authentication: { symmetricKey: { primaryKey, secondaryKey: generateKey() } } } as never),
     );
-    await this.call(`tag gateway "${deviceId}"`, deviceId, () => this.registry.updateTwin(deviceId, { tags }, '*'));
+    try {
+      await this.call(`tag gateway "${deviceId}"`, deviceId, () => this.registry.updateTwin(deviceId, { tags }, '*'));
+    } catch (err) {
+      // Nobody would ever get this key: take the identity back rather than leave an orphan.
+      await this.call(`delete untagged gateway "${deviceId}"`, deviceId, () => this.registry.delete(deviceId)).catch((e: unknown) =>
+        this.opts.log.error({ err: describe(e), gateway: deviceId }, 'gateway created but neither tagged nor deleted; delete it by hand'),
+      );
+      throw err;
+    }
     return { deviceId, connectionString: `HostName=${this.hostName};DeviceId=${deviceId};SharedAccessKey=${primaryKey}` };
   }
 

@@ -18,6 +18,8 @@ export class FleetCache {
   private inFlight: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private changes = 0;
+  /** Twins put (or removed: undefined) while a query runs: newer than what the query returns. */
+  private touchedDuringRefresh: Map<string, HubTwin | undefined> | undefined;
 
   constructor(
     private readonly hub: FleetHub,
@@ -42,9 +44,15 @@ export class FleetCache {
   /** One query of the whole fleet; concurrent callers share it. Rejects with the hub error. */
   refresh(): Promise<void> {
     this.inFlight ??= (async () => {
+      this.touchedDuringRefresh = new Map();
       try {
         const twins = await this.hub.listTwins();
-        this.twins = new Map(twins.map((t) => [t.deviceId, t]));
+        const next = new Map(twins.map((t) => [t.deviceId, t]));
+        for (const [id, twin] of this.touchedDuringRefresh) {
+          if (twin === undefined) next.delete(id);
+          else next.set(id, twin);
+        }
+        this.twins = next;
         this.changes++;
         this.refreshedAt = this.clock.now();
         this.lastError = undefined;
@@ -55,6 +63,7 @@ export class FleetCache {
       }
     })().finally(() => {
       this.inFlight = undefined;
+      this.touchedDuringRefresh = undefined;
     });
     return this.inFlight;
   }
@@ -92,10 +101,12 @@ export class FleetCache {
 
   put(twin: HubTwin): void {
     this.twins.set(twin.deviceId, twin);
+    this.touchedDuringRefresh?.set(twin.deviceId, twin);
     this.changes++;
   }
 
   remove(id: string): void {
+    this.touchedDuringRefresh?.set(id, undefined);
     if (this.twins.delete(id)) this.changes++;
   }
 }

@@ -1,4 +1,5 @@
 import type { Clock } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
 import type { Auth } from './auth.js';
 import type { CommandService } from './commands.js';
 import type { FleetCache } from './fleet-cache.js';
@@ -9,6 +10,7 @@ import type { CloudStore } from './store.js';
 export interface CompanionServices {
   store: CloudStore;
   clock: Clock;
+  log: Logger;
   auth: Auth;
   hub: FleetHub;
   cache: FleetCache;

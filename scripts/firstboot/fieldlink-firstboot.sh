@@ -61,9 +61,14 @@ erase() {
   sync
 }
 
-# install FILE DEST MODE OWNER:GROUP (numeric) - atomically, only when the content differs.
+# install FILE DEST MODE OWNER:GROUP (numeric) - atomically, only when the content differs;
+# owner and mode are made right either way. Returns 1 when the content was already there.
 put() {
-  if [ -f "$2" ] && cmp -s "$1" "$2"; then return 1; fi
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    chown "$4" "$2"
+    chmod "$3" "$2"
+    return 1
+  fi
   mkdir -p "$(dirname "$2")"
   cp "$1" "$2.tmp.$$"
   chown "$4" "$2.tmp.$$"
@@ -93,6 +98,9 @@ make_user() {
 }
 
 install_config() {
+  # Whatever happens from here, the secret does not stay on the world-readable FAT partition:
+  # cloud-init runs this once, so a failed run would otherwise leave it there for good.
+  trap 'if [ -f "$SRC/connection-string" ]; then erase "$SRC/connection-string"; log "erased the connection string from the boot partition after a failure: re-provision the card"; fi' EXIT
   [ -f "$SRC/gateway.json" ] || fail "$SRC/gateway.json missing: provision the card with \`fieldlink provision\`"
   [ -f "$SRC/connection-string" ] || fail "$SRC/connection-string missing: provision the card with \`fieldlink provision\`"
   make_user
@@ -122,11 +130,14 @@ install_config() {
   chmod 0700 "$R/var/lib/fieldlink"
   umask 022
 
+  # The marker before the erase: a power cut between them must not make later runs look for a
+  # secret that is already installed.
+  date -u '+%Y-%m-%dT%H:%M:%SZ' >"$MARKER"
   erase "$SRC/connection-string"
   log "erased the connection string from the boot partition"
   rm -f "$SRC/gateway.json" "$SRC/hub-ca.pem" "$SRC/service.conf"
   log "removed the provisioned files from the boot partition"
-  date -u '+%Y-%m-%dT%H:%M:%SZ' >"$MARKER"
+  trap - EXIT
 }
 
 unpack_bundle() {

@@ -41,16 +41,16 @@ t.test('wake a gateway in standby: queued, then delivered at its check-in, and i
   const rig = await startRig(t, { thermostats: 1 });
   const c = await withCompanion(t, rig);
   const ops = c.token('operator');
-  const gw = rig.spawnGateway();
-  await eventually(15_000, 'gateway started in standby', () => logged(gw, 'gateway started')[0]);
-
+  // Queued before the gateway runs, so its first check-in (10 s after start) cannot race the count below.
   const wake = await c.api(ops, 'POST', `/v1/gateways/${rig.deviceId}/commands`, { type: 'wake', forS: 6 });
   t.equal(wake.status, 202, JSON.stringify(wake.body));
   t.equal(wake.body.coalesced, false);
-  t.equal(wake.body.command.status, 'queued', 'queued while the gateway sleeps');
+  t.equal(wake.body.command.status, 'queued', 'queued while the gateway is away');
   const badMeasure = await c.api(ops, 'POST', `/v1/gateways/${rig.deviceId}/commands`, { type: 'measure', sources: ['thermo-9'] });
   t.equal(badMeasure.status, 202, 'valid by the schema; only the gateway knows its sources');
   t.equal(await queuedAtHub(rig, rig.deviceId), 2, 'both waiting in the hub');
+  const gw = rig.spawnGateway();
+  await eventually(15_000, 'gateway started in standby', () => logged(gw, 'gateway started')[0]);
 
   const done = await settled(c, ops, wake.body.command.id, 30_000);
   t.equal(done.status, 'delivered', 'delivered once the gateway checked in');

@@ -117,7 +117,11 @@ function udevProblems(t: Test, text: string): { parsed: boolean; problems: strin
     const file = join(dir, '99-fieldlink-serial.rules');
     writeFileSync(file, text);
     const r = run('udevadm', ['verify', file]);
-    return { parsed: true, problems: r.status === 0 ? [] : `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.includes(file)) };
+    if (r.status === 0) return { parsed: true, problems: [] };
+    const lines = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '');
+    const ours = lines.filter((l) => l.includes(file));
+    // A failure that names no line of ours (usage, permissions) is still a failure.
+    return { parsed: true, problems: ours.length > 0 ? ours : lines.length > 0 ? lines : [`udevadm verify exited ${r.status}`] };
   }
   // systemd 252: `udevadm test` reads every rules file, ours from /run/udev/rules.d, and
   // reports each parse error as "<file>:<line> <message>". A unique name cannot shadow anything.

@@ -219,3 +219,16 @@ t.test('without provisioned files it fails and says why', { skip: notRoot }, asy
   t.match(r.output, /connection-string missing: provision the card/);
   t.notOk(existsSync(join(root, 'etc/fieldlink/.firstboot-done')), 'no marker: the next boot tries again');
 });
+
+t.test('a run that fails half-way still erases the secret from the boot partition (cloud-init runs it once)', { skip: notRoot }, async (t) => {
+  const { root, boot, secret, run } = makeRig(t);
+  // Another tool holds the account files' lock: useradd fails after the secret was found.
+  writeFileSync(join(root, 'etc/passwd.lock'), '');
+  writeFileSync(join(root, 'etc/group.lock'), '');
+  const r = run();
+  t.not(r.status, 0, 'the run fails');
+  t.notOk(r.output.includes(secret), 'without printing the secret');
+  t.match(r.output, /erased the connection string from the boot partition after a failure/);
+  t.notOk(existsSync(join(boot, 'fieldlink/connection-string')), 'the secret is not left on the FAT partition');
+  t.notOk(existsSync(join(root, 'etc/fieldlink/connection-string')), 'and was not installed');
+});

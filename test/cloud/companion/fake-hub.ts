@@ -24,6 +24,9 @@ export class FakeFleetHub implements FleetHub {
   /** When set, every call fails with it (an unreachable hub). */
   down: FieldlinkError | undefined;
   listCalls = 0;
+  subscribeCalls = 0;
+  /** When set, listTwins waits for it before answering (a slow device query). */
+  listGate: Promise<void> | undefined;
   private feedback: FeedbackHandlers | undefined;
   private etagSeq = 0;
 
@@ -57,9 +60,21 @@ export class FakeFleetHub implements FleetHub {
   }
 
   async subscribeFeedback(handlers: FeedbackHandlers): Promise<FeedbackSubscription> {
+    this.subscribeCalls++;
     this.check();
     this.feedback = handlers;
     return { close: async () => void (this.feedback = undefined) };
+  }
+
+  /** The feedback link fails, as when the hub drops the connection. */
+  failFeedback(err: Error): void {
+    const h = this.feedback;
+    this.feedback = undefined;
+    h?.onError(err);
+  }
+
+  get feedbackSubscribed(): boolean {
+    return this.feedback !== undefined;
   }
 
   /** Delivers feedback records to the subscriber, as the hub's feedback link would. */
@@ -91,7 +106,9 @@ export class FakeFleetHub implements FleetHub {
   async listTwins(): Promise<HubTwin[]> {
     this.check();
     this.listCalls++;
-    return [...this.twins.values()].map((t) => structuredClone(t));
+    const snapshot = [...this.twins.values()].map((t) => structuredClone(t));
+    await this.listGate;
+    return snapshot;
   }
 
   async queuedCommandCount(deviceId: string): Promise<number> {
