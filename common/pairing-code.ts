@@ -4,7 +4,7 @@
  * hopeless behind a rate limit. Only a salted scrypt hash is stored (in the gateway's twin
  * tags); the clear code exists on the label alone.
  */
-import { randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, scryptSync, timingSafeEqual } from 'node:crypto';
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const SYMBOLS = 10;
@@ -20,6 +20,18 @@ export interface PairingCodeHash {
   readonly salt: string;
   /** base64 */
   readonly hash: string;
+  /**
+   * 16 bits of an unsalted digest of the code: lets the companion find the gateway a typed code
+   * belongs to without a scrypt per gateway. It narrows a guess by 16 of the code's 50 bits;
+   * the remaining 34 bits, the scrypt check and the companion's rate limit keep guessing hopeless.
+   */
+  readonly bucket: string;
+}
+
+/** The lookup bucket of a code (see PairingCodeHash.bucket); undefined when it cannot be a code. */
+export function pairingCodeBucket(typed: string): string | undefined {
+  const canonical = normalizePairingCode(typed);
+  return canonical === undefined ? undefined : createHash('sha256').update(`fieldlink-pairing-bucket:${canonical}`).digest('hex').slice(0, 4);
 }
 
 /** A new code, formatted for a label: `XXXXX-XXXXX`. */
@@ -51,7 +63,15 @@ export function hashPairingCode(code: string): PairingCodeHash {
   if (canonical === undefined) throw new RangeError('not a pairing code');
   const salt = randomBytes(16);
   const hash = scryptSync(canonical, salt, SCRYPT.keylen, { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p });
-  return { algorithm: 'scrypt', N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p, salt: salt.toString('base64'), hash: hash.toString('base64') };
+  return {
+    algorithm: 'scrypt',
+    N: SCRYPT.N,
+    r: SCRYPT.r,
+    p: SCRYPT.p,
+    salt: salt.toString('base64'),
+    hash: hash.toString('base64'),
+    bucket: pairingCodeBucket(canonical) ?? '',
+  };
 }
 
 /** Whether `typed` is the code behind `stored`, compared in constant time. */

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import YAML from 'yaml';
-import { verifyPairingCode, type PairingCodeHash } from '../../common/pairing-code.js';
+import { pairingCodeBucket, verifyPairingCode, type PairingCodeHash } from '../../common/pairing-code.js';
 import { createProgram } from '../../cli/program.js';
 import { runCli } from '../../cli/run.js';
 import { parseGatewayConfig } from '../../gateway/src/config/load-config.js';
@@ -151,6 +151,7 @@ t.test('into a directory: identity created and tagged with the pairing hash; con
   t.ok(hash && verifyPairingCode(result.pairingCode, hash), 'the printed code matches the hash in the twin');
   t.ok(hash && verifyPairingCode(result.pairingCode.toLowerCase().replace('-', ' '), hash), 'typed in lower case with a space, it still matches');
   t.notOk(hash && verifyPairingCode('00000-00000', hash), 'another code does not');
+  t.equal(hash?.bucket, pairingCodeBucket(result.pairingCode), "the lookup bucket the companion finds the gateway by");
   t.notOk(JSON.stringify(tags).includes(result.pairingCode.replace('-', '')), 'the code itself is not stored');
   const svg = readFileSync(result.label, 'utf8');
   t.match(svg, /<svg[\s\S]*site-gw-1[\s\S]*<\/svg>/);
