@@ -43,6 +43,11 @@ export const errorCodes = {
   COMMAND_QUEUE_FULL: { retryable: true, summary: "the gateway's cloud-to-device queue has no room for another command" },
   COMMAND_NOT_FOUND: { retryable: false, summary: 'no command with this id' },
   TOKEN_NOT_FOUND: { retryable: false, summary: 'no API token with this name' },
+  PAIRING_CODE_UNKNOWN: { retryable: false, summary: 'no gateway has this pairing code; check the label' },
+  PAIRING_SESSION_NOT_FOUND: { retryable: false, summary: 'no pairing session with this id' },
+  PAIRING_SESSION_EXPIRED: { retryable: false, summary: 'the pairing session has expired; start a new one with the pairing code' },
+  PAIRING_DEVICE_NOT_FOUND: { retryable: false, summary: 'the device was not added in this pairing session' },
+  DEVICE_PAIRED_ELSEWHERE: { retryable: false, summary: 'the device is already paired with another gateway' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

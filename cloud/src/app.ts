@@ -13,6 +13,7 @@ import type { FleetHub } from './fleet-hub.js';
 import { httpStatusOf, problemOf, problemSchema, toFieldlinkError } from './problem.js';
 import { registerCommandRoutes } from './routes-commands.js';
 import { registerConfigRoutes } from './routes-config.js';
+import { registerPairingRoutes } from './routes-pairing.js';
 import { registerGatewayRoutes } from './routes-gateways.js';
 import { registerV1Routes } from './routes-v1.js';
 import type { CompanionServices } from './services.js';
@@ -172,6 +173,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   registerGatewayRoutes(app, services);
   registerCommandRoutes(app, services);
   registerConfigRoutes(app, services);
+  registerPairingRoutes(app, services);
   registerWebRoutes(app);
   return app;
 }

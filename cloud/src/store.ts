@@ -93,6 +93,21 @@ const migrations: readonly string[] = [
    ALTER TABLE commands ADD COLUMN follow_up TEXT;
    ALTER TABLE commands ADD COLUMN follow_up_of TEXT;
    CREATE INDEX commands_pending ON commands(gateway, status, expires_at);`,
+  `CREATE TABLE pairing_sessions (
+     id TEXT PRIMARY KEY,
+     gateway TEXT NOT NULL,
+     token_name TEXT NOT NULL,
+     created INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE TABLE pairing_devices (
+     session_id TEXT NOT NULL REFERENCES pairing_sessions(id),
+     address TEXT NOT NULL,
+     profile TEXT NOT NULL,
+     name TEXT,
+     added INTEGER NOT NULL,
+     PRIMARY KEY (session_id, address)
+   );`,
 ];
 
 export const COMMAND_STATUSES = ['sending', 'queued', 'delivered', 'rejected', 'expired', 'undeliverable', 'failed'] as const;
@@ -119,6 +134,40 @@ export interface CommandRecord {
   /** Id of the wake the companion sent after this one to honour a longer stay. */
   followUp: string | null;
   followUpOf: string | null;
+}
+
+/** A phone pairing session (issue 8): one pairing-code lookup, for one gateway, by one token. */
+export interface PairingSessionRecord {
+  id: string;
+  gateway: string;
+  tokenName: string;
+  created: number;
+  expiresAt: number;
+}
+
+export interface PairingDeviceRecord {
+  sessionId: string;
+  /** Upper-case Bluetooth address. */
+  address: string;
+  profile: string;
+  name: string | null;
+  added: number;
+}
+
+interface PairingSessionRow {
+  id: string;
+  gateway: string;
+  token_name: string;
+  created: number;
+  expires_at: number;
+}
+
+interface PairingDeviceRow {
+  session_id: string;
+  address: string;
+  profile: string;
+  name: string | null;
+  added: number;
 }
 
 interface CommandRow {
@@ -347,6 +396,40 @@ export class CloudStore {
     );
     for (const r of rows) this.setCommandStatus(r.id, PENDING_STATUSES, 'expired', reason, now);
     return rows.map((r) => ({ ...toCommand(r), status: 'expired', statusReason: reason, updated: now }));
+  }
+
+  insertPairingSession(p: PairingSessionRecord): PairingSessionRecord {
+    this.query(() =>
+      this.prepare('INSERT INTO pairing_sessions (id, gateway, token_name, created, expires_at) VALUES (?, ?, ?, ?, ?)').run(p.id, p.gateway, p.tokenName, p.created, p.expiresAt),
+    );
+    return { ...p };
+  }
+
+  findPairingSession(id: string): PairingSessionRecord | undefined {
+    const r = this.query(() => this.prepare('SELECT * FROM pairing_sessions WHERE id = ?').get(id) as PairingSessionRow | undefined);
+    return r && { id: r.id, gateway: r.gateway, tokenName: r.token_name, created: r.created, expiresAt: r.expires_at };
+  }
+
+  /** Adds the device to the session, or replaces its profile and name if it is there already. */
+  putPairingDevice(d: PairingDeviceRecord): void {
+    this.query(() =>
+      this.prepare(
+        `INSERT INTO pairing_devices (session_id, address, profile, name, added) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (session_id, address) DO UPDATE SET profile = excluded.profile, name = excluded.name, added = excluded.added`,
+      ).run(d.sessionId, d.address, d.profile, d.name, d.added),
+    );
+  }
+
+  /** False when the session had no such device. */
+  deletePairingDevice(sessionId: string, address: string): boolean {
+    const info = this.query(() => this.prepare('DELETE FROM pairing_devices WHERE session_id = ? AND address = ?').run(sessionId, address));
+    return info.changes > 0;
+  }
+
+  /** The session's devices in the order they were added. */
+  listPairingDevices(sessionId: string): PairingDeviceRecord[] {
+    const rows = this.query(() => this.prepare('SELECT * FROM pairing_devices WHERE session_id = ? ORDER BY added, rowid').all(sessionId) as PairingDeviceRow[]);
+    return rows.map((r) => ({ sessionId: r.session_id, address: r.address, profile: r.profile, name: r.name, added: r.added }));
   }
 
   private query<T>(fn: () => T): T {

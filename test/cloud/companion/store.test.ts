@@ -12,7 +12,7 @@ function tempDir(t: Test): string {
   return dir;
 }
 
-t.test('the store file is owner-only, in WAL mode, with the three tables', async (t) => {
+t.test('the store file is owner-only, in WAL mode, with its tables', async (t) => {
   const dir = tempDir(t);
   const store = CloudStore.open(join(dir, 'nested', 'cloud'));
   t.teardown(() => store.close());
@@ -24,10 +24,10 @@ t.test('the store file is owner-only, in WAL mode, with the three tables', async
   t.teardown(() => raw.close());
   t.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
   const tables = (raw.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]).map((r) => r.name);
-  t.same(tables, ['audit', 'commands', 'tokens']);
+  t.same(tables, ['audit', 'commands', 'pairing_devices', 'pairing_sessions', 'tokens']);
   const commandCols = (raw.prepare('PRAGMA table_info(commands)').all() as { name: string }[]).map((c) => c.name);
   t.same(commandCols, ['id', 'gateway', 'type', 'payload', 'status', 'message_id', 'created', 'updated', 'expires_at', 'status_reason', 'requested_by', 'stay_for_s', 'follow_up', 'follow_up_of']);
-  t.equal(raw.pragma('user_version', { simple: true }), 2, 'both migrations ran');
+  t.equal(raw.pragma('user_version', { simple: true }), 3, 'every migration ran');
 });
 
 t.test('tokens: hash stored, never the token; names unique; revoke keeps the row', async (t) => {
