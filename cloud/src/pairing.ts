@@ -121,8 +121,9 @@ export class PairingService {
       this.s.log.info({ tokenName: principal.name }, 'pairing code lookup failed');
       throw new FieldlinkError('PAIRING_CODE_UNKNOWN', { message: 'no gateway has this pairing code; check the label' });
     }
-    const twin = this.s.cache.get(gateway);
-    if (twin === undefined) throw new FieldlinkError('DEVICE_NOT_FOUND', { message: `gateway "${gateway}" is not in the fleet view` });
+    // Fresh, not from the cache (up to a refresh old): the phone is told whether the gateway is online now.
+    const twin = await this.s.hub.getTwin(gateway);
+    this.s.cache.put(twin);
     const now = this.s.clock.now();
     const session = this.s.store.insertPairingSession({ id: randomUUID(), gateway, tokenName: principal.name, created: now, expiresAt: now + PAIRING_SESSION_TTL_MS });
     this.s.log.info({ tokenName: principal.name, gateway, session: session.id }, 'pairing session started');
