@@ -54,9 +54,10 @@ interface Teardown {
 /**
  * Launches Chromium with a fresh temporary profile; `t.teardown` closes it and removes the
  * profile even when the test fails. A missing browser fails the test with a message saying
- * how to install it: CI installs it, so skipping would hide a broken setup.
+ * how to install it: CI installs it, so skipping would hide a broken setup. `args` are extra
+ * Chromium switches (e.g. a fake camera).
  */
-export async function launchBrowser(t: Teardown): Promise<TestBrowser> {
+export async function launchBrowser(t: Teardown, opts: { args?: string[] } = {}): Promise<TestBrowser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
       `Chromium not found at ${CHROMIUM_PATH}: install it with \`apt-get install -y --no-install-recommends chromium\` ` +
@@ -76,7 +77,7 @@ export async function launchBrowser(t: Teardown): Promise<TestBrowser> {
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM_PATH,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...(opts.args ?? [])],
     viewport: DESKTOP,
     timeout: 20_000,
     // A fixed zone (unless the caller set one) keeps the page's clock times predictable.
