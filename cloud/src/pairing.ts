@@ -35,6 +35,9 @@ export interface PairingDeviceView {
   state: PairingDeviceState;
   lastSeen?: string;
   lastValue?: number;
+  /** Reading kind and unit of lastValue, e.g. heart_rate / bpm. */
+  lastKind?: string;
+  lastUnit?: string;
   battery?: number;
   rssi?: number;
   error?: string;
@@ -74,6 +77,8 @@ function deviceView(twin: HubTwin, d: PairingDeviceRecord): PairingDeviceView {
   const view: PairingDeviceView = { ...base, state };
   if (typeof r.lastSeen === 'string') view.lastSeen = r.lastSeen;
   if (typeof r.lastValue === 'number') view.lastValue = r.lastValue;
+  if (typeof r.lastKind === 'string') view.lastKind = r.lastKind;
+  if (typeof r.lastUnit === 'string') view.lastUnit = r.lastUnit;
   if (typeof r.battery === 'number') view.battery = r.battery;
   if (typeof r.rssi === 'number') view.rssi = r.rssi;
   if (state === 'error') view.error = typeof r.reason === 'string' ? r.reason : 'the gateway reports an error for this device';

@@ -33,6 +33,8 @@ const deviceViewSchema = {
     },
     lastSeen: { ...isoTime, description: 'When the gateway last had a value from the device' },
     lastValue: { type: 'number' },
+    lastKind: { type: 'string' },
+    lastUnit: { type: 'string' },
     battery: { type: 'number', description: 'Battery level, %' },
     rssi: { type: 'number' },
     error: { type: 'string' },

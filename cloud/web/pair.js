@@ -376,6 +376,8 @@
     item.state.className = `state state-${/^[a-z-]+$/.test(state) ? state : 'unknown'}`;
     const parts = [];
     if (state === 'waiting-for-gateway') parts.push('the gateway takes it when it is next online');
+    // The last value the gateway reported for it: what someone pairing wants to see.
+    if (typeof d.lastValue === 'number') parts.push(`${Number.isInteger(d.lastValue) ? d.lastValue : d.lastValue.toFixed(1)}${typeof d.lastUnit === 'string' && d.lastUnit ? ` ${d.lastUnit}` : ''}`);
     if (typeof d.lastSeen === 'string') parts.push(`seen ${ago(d.lastSeen)}`);
     if (typeof d.battery === 'number') parts.push(`battery ${Math.round(d.battery)} %`);
     if (typeof d.rssi === 'number') parts.push(`signal ${Math.round(d.rssi)} dBm`);

@@ -73,6 +73,8 @@ export interface BleDeviceState {
   reconnects: number;
   /** Wall-clock ms of the last sample. */
   lastSeenMs?: number;
+  /** The last measurement (battery aside), so a pairing page can show a value, not just "receiving". */
+  lastReading?: { readonly kind: string; readonly value: number; readonly unit: string };
   /** Served in turn (connect, read once, disconnect) because of the connection cap. */
   servedInTurn: boolean;
   /** Failed attempts (or losses) in a row; drives the backoff. */
@@ -579,8 +581,15 @@ export class BleWearableSource implements SensorSource {
     if (outcome.samples.length > 0) e.state.lastSeenMs = ts;
     // Data flows: the link is healthy, so the next loss starts the backoff from the beginning.
     e.state.failures = 0;
+    // A decoder puts the characteristic's main measurement first (heart rate before its RR
+    // intervals): that is the value worth showing someone pairing the device.
+    let main = true;
     for (const f of outcome.samples) {
       if (f.kind === 'battery') e.state.battery = f.value;
+      else if (main) {
+        e.state.lastReading = { kind: f.kind, value: f.value, unit: f.unit };
+        main = false;
+      }
       this.#totals.samples++;
       this.#channel?.push({ source: `ble:${e.address}/${f.kind}`, kind: f.kind, value: f.value, unit: f.unit, ts, flags: {} });
     }

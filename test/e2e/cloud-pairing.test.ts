@@ -22,7 +22,7 @@ const WEARER_2 = 'AA:BB:CC:DD:EE:12';
 const ELSEWHERE = 'AA:BB:CC:DD:EE:13';
 
 type Reported = { sources?: Record<string, { devices?: Record<string, { state?: string }> }> };
-type DeviceView = { address: string; state: string; lastSeen?: string };
+type DeviceView = { address: string; state: string; lastSeen?: string; lastValue?: number; lastKind?: string; lastUnit?: string };
 
 async function withCompanion(t: Test, rig: Rig): Promise<RunningCompanion> {
   const c = await startCompanion(rig.th.hubJson);
@@ -125,6 +125,13 @@ t.test('a phone pairs two wearables with an online gateway through a session; un
   t.ok(pairingMs < 30_000, `both receiving within 30 s (${pairingMs} ms; the issue's target is < 10 s)`);
   for (const d of devicesOf(receiving).values()) t.ok(typeof d.lastSeen === 'string', `${d.address} has lastSeen`);
   t.equal(devicesOf(receiving).get(WEARER_1)?.state, 'receiving');
+  // The session also shows a value: the last heart rate the gateway reported for each wearable.
+  const valued = await eventually(30_000, 'a last value reported for both', async () => {
+    const r = await c.api(phone, 'GET', `/v1/pairing/sessions/${id}`);
+    const d = devicesOf(r);
+    return [WEARER_1, WEARER_2].every((a) => typeof d.get(a)?.lastValue === 'number') ? d : undefined;
+  }, 250);
+  for (const a of [WEARER_1, WEARER_2]) t.match(valued.get(a), { lastKind: 'heart_rate', lastUnit: '/min' }, `${a}: last value ${valued.get(a)?.lastValue} /min`);
 
   await eventually(30_000, 'heart rates from both wearables at the hub', () => {
     const sources = new Set(rig.hubReadings().map((r) => r.source));

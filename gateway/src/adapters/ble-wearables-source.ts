@@ -56,7 +56,7 @@ export class BleWearablesSource implements GatewaySource {
 
   devices(): Record<string, Record<string, unknown>> {
     const out: Record<string, Record<string, unknown>> = {};
-    for (const address of this.#unpaired) out[address] = { state: 'unpaired', reason: 'removed from pairings', rssi: null, battery: null, lastSeen: null, decodeErrors: 0 };
+    for (const address of this.#unpaired) out[address] = { state: 'unpaired', reason: 'removed from pairings', rssi: null, battery: null, lastSeen: null, lastValue: null, lastKind: null, lastUnit: null, decodeErrors: 0 };
     for (const [address, d] of Object.entries(this.source.state())) {
       out[address] = {
         state: d.pairing,
@@ -64,6 +64,9 @@ export class BleWearablesSource implements GatewaySource {
         rssi: d.rssi ?? null,
         battery: d.battery ?? null,
         lastSeen: d.lastSeenMs === undefined ? null : new Date(d.lastSeenMs).toISOString(),
+        lastValue: d.lastReading?.value ?? null,
+        lastKind: d.lastReading?.kind ?? null,
+        lastUnit: d.lastReading?.unit ?? null,
         decodeErrors: d.decodeErrors,
       };
     }

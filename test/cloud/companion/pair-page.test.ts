@@ -201,11 +201,12 @@ t.test('phone: typed code → session; two typed devices → waiting → receivi
   if (!one || !two) throw new Error('the stub did not record the devices');
   one.state = 'connecting';
   await until(page, 'device-state-AA:BB:CC:DD:EE:01', 'connecting');
-  Object.assign(one, { state: 'receiving', lastSeen: iso(Date.now() - 1000), battery: 81, rssi: -62 });
+  Object.assign(one, { state: 'receiving', lastSeen: iso(Date.now() - 1000), battery: 81, rssi: -62, lastValue: 72, lastKind: 'heart_rate', lastUnit: '/min' });
   Object.assign(two, { state: 'receiving', lastSeen: iso(Date.now() - 1000), battery: 47 });
   await until(page, 'device-state-AA:BB:CC:DD:EE:01', 'receiving');
   await until(page, 'device-state-AA:BB:CC:DD:EE:02', 'receiving');
   t.match(await textOf(page, 'device-AA:BB:CC:DD:EE:01'), /battery 81 %/);
+  t.match(await textOf(page, 'device-AA:BB:CC:DD:EE:01'), /72 \/min/, 'the last value the gateway reported');
   t.match(await textOf(page, 'device-AA:BB:CC:DD:EE:01'), /signal -62 dBm/);
   t.match(await textOf(page, 'device-AA:BB:CC:DD:EE:02'), /seen (just now|\d+ s ago)/);
   await saveScreenshot(page, 'pair-phone-4-receiving');
