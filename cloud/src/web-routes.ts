@@ -40,6 +40,7 @@ function webFiles(): WebFile[] {
   return [
     { route: '/fleet', file: 'fleet.html', kind: 'html' },
     { route: '/pair', file: 'pair.html', kind: 'html' },
+    { route: '/web/client.js', file: 'client.js', kind: 'js' },
     { route: '/web/fleet.js', file: 'fleet.js', kind: 'js' },
     { route: '/web/fleet.css', file: 'fleet.css', kind: 'css' },
     { route: '/web/pair.js', file: 'pair.js', kind: 'js' },

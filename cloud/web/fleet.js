@@ -1,9 +1,10 @@
 // The operator's fleet page. Plain browser JavaScript, no build step, no external resources.
 // Data from the API (gateway ids come from the hub) only ever reaches the page as textContent.
-/* global document, location, history */
+/* global document, window */
 'use strict';
 
 (() => {
+  const { ApiError, el, createApi, tokenFromFragment } = window.FieldlinkClient;
   const TOKEN_KEY = 'fieldlink.cloud.token';
   const REFRESH_MS = 5000;
   const COMMAND_POLL_MS = 1000;
@@ -47,20 +48,6 @@
 
   // ---------------------------------------------------------------- helpers
 
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    if (props) {
-      for (const [key, value] of Object.entries(props)) {
-        if (key === 'className') node.className = value;
-        else if (key === 'text') node.textContent = value;
-        else if (key === 'dataset') Object.assign(node.dataset, value);
-        else node.setAttribute(key, value);
-      }
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
-
   function say(message, kind = 'info') {
     ui.status.textContent = message;
     ui.status.dataset.kind = kind;
@@ -93,63 +80,13 @@
     return diffS >= 0 ? `${duration(diffS)} ago` : `in ${duration(-diffS)}`;
   }
 
-  class ApiError extends Error {
-    constructor(status, code, message) {
-      super(message);
-      this.status = status;
-      this.code = code;
-    }
-  }
-
-  async function api(method, path, body) {
-    const mySession = session;
-    const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    let res;
-    try {
-      res = await fetch(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: 'no-store',
-        credentials: 'omit',
-      });
-    } catch (err) {
-      throw new ApiError(0, 'NETWORK', `The companion did not answer (${err instanceof Error ? err.message : String(err)}).`);
-    }
-    let data = null;
-    const text = await res.text();
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null;
-      }
-    }
-    if (mySession !== session) throw new ApiError(0, 'STALE', 'signed out meanwhile');
-    if (res.status === 401) {
-      const message = data && typeof data.message === 'string' ? data.message : 'The token was not accepted.';
-      showSignIn(`Signed out: ${message} Enter a valid token.`);
-      throw new ApiError(401, 'AUTH_REQUIRED', message);
-    }
-    if (!res.ok) {
-      if (data && typeof data.message === 'string') throw new ApiError(res.status, String(data.code ?? ''), data.message);
-      throw new ApiError(res.status, `HTTP_${res.status}`, `The companion answered HTTP ${res.status}.`);
-    }
-    return data;
-  }
+  const api = createApi({
+    getToken: () => token,
+    getEpoch: () => session,
+    onUnauthorized: (message) => showSignIn(`Signed out: ${message} Enter a valid token.`),
+  });
 
   // ---------------------------------------------------------------- token and session
-
-  function tokenFromFragment() {
-    if (!location.hash || location.hash.length < 2) return null;
-    const params = new URLSearchParams(location.hash.slice(1));
-    const value = params.get('token');
-    if (value === null) return null;
-    // Drop the fragment at once: it stays out of history, bookmarks and screenshots.
-    history.replaceState(history.state, '', `${location.pathname}${location.search}`);
-    return value.trim() || null;
-  }
 
   function stopTimers() {
     clearTimeout(refreshTimer);

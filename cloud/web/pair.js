@@ -1,10 +1,11 @@
 // The phone pairing page. Plain browser JavaScript, no build step, no external resources; the QR
 // decoder is jsQR's browser build, served by the companion. Data from the API and from scanned
 // codes only ever reaches the page as textContent.
-/* global document, location, history, jsQR */
+/* global document, jsQR, window */
 'use strict';
 
 (() => {
+  const { ApiError, el, createApi, tokenFromFragment, messageOf } = window.FieldlinkClient;
   const TOKEN_KEY = 'fieldlink.cloud.token';
   const SESSION_KEY = 'fieldlink.pair.session';
   const POLL_MS = 1000;
@@ -64,20 +65,6 @@
 
   // ---------------------------------------------------------------- helpers
 
-  function el(tag, props, ...children) {
-    const node = document.createElement(tag);
-    if (props) {
-      for (const [key, value] of Object.entries(props)) {
-        if (key === 'className') node.className = value;
-        else if (key === 'text') node.textContent = value;
-        else if (key === 'dataset') Object.assign(node.dataset, value);
-        else node.setAttribute(key, value);
-      }
-    }
-    for (const child of children) node.append(child);
-    return node;
-  }
-
   function say(message, kind = 'info') {
     ui.status.textContent = message;
     ui.status.dataset.kind = kind;
@@ -96,60 +83,15 @@
     return `at ${hhmm(new Date(t))}`;
   }
 
-  class ApiError extends Error {
-    constructor(status, code, message, details) {
-      super(message);
-      this.status = status;
-      this.code = code;
-      this.details = details;
-    }
-  }
-
   const quiet = (err) => err instanceof ApiError && (err.status === 401 || err.code === 'STALE');
-  const messageOf = (err) => (err instanceof Error ? err.message : String(err));
 
-  async function api(method, path, body) {
-    const myEpoch = epoch;
-    const headers = { Accept: 'application/json', Authorization: `Bearer ${token}` };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    let res;
-    try {
-      res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', credentials: 'omit' });
-    } catch (err) {
-      throw new ApiError(0, 'NETWORK', `The companion did not answer (${messageOf(err)}).`);
-    }
-    let data = null;
-    const text = await res.text();
-    if (text) {
-      try {
-        data = JSON.parse(text);
-      } catch {
-        data = null;
-      }
-    }
-    if (myEpoch !== epoch) throw new ApiError(0, 'STALE', 'signed out meanwhile');
-    if (res.status === 401) {
-      const message = data && typeof data.message === 'string' ? data.message : 'The token was not accepted.';
-      showSignIn(`Signed out: ${message} Enter a valid token.`);
-      throw new ApiError(401, 'AUTH_REQUIRED', message);
-    }
-    if (!res.ok) {
-      if (data && typeof data.message === 'string') throw new ApiError(res.status, String(data.code ?? ''), data.message, data.details);
-      throw new ApiError(res.status, `HTTP_${res.status}`, `The companion answered HTTP ${res.status}.`);
-    }
-    return data;
-  }
+  const api = createApi({
+    getToken: () => token,
+    getEpoch: () => epoch,
+    onUnauthorized: (message) => showSignIn(`Signed out: ${message} Enter a valid token.`),
+  });
 
   // ---------------------------------------------------------------- token and sign-in
-
-  function tokenFromFragment() {
-    if (!location.hash || location.hash.length < 2) return null;
-    const value = new URLSearchParams(location.hash.slice(1)).get('token');
-    if (value === null) return null;
-    // Drop the fragment at once: it stays out of history, bookmarks and screenshots.
-    history.replaceState(history.state, '', `${location.pathname}${location.search}`);
-    return value.trim() || null;
-  }
 
   function showSignIn(message) {
     epoch += 1;

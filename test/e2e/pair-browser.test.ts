@@ -11,7 +11,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import QRCode from 'qrcode';
 import t, { type Test } from 'tap';
 import { generatePairingCode, hashPairingCode } from '../../common/pairing-code.js';
 import { startPrivateBus } from '../../sensors/dbus/private-bus.js';
@@ -22,6 +21,7 @@ import { startCompanion, type RunningCompanion } from '../helpers/companion.js';
 import { startRig, type Rig } from '../helpers/gateway-rig.js';
 import { registryFor } from '../helpers/hub.js';
 import { useSystemBus } from '../helpers/system-bus.js';
+import { qrClip } from '../helpers/qr-clip.js';
 
 t.setTimeout(240_000);
 
@@ -33,29 +33,6 @@ const qrText = (address: string) => `fieldlink:device?address=${address}&profile
 /** The emulator's object path ends in the address with underscores (…/dev_AA_BB_CC_DD_EE_01). */
 const pathSuffix = (address: string) => address.slice(-5).replace(':', '_');
 
-/**
- * A YUV4MPEG2 clip for Chromium's fake camera (as in pair-page.test.ts): each text as a QR code,
- * black on white with a quiet zone, shown for `framesEach` frames in turn; Chromium loops it.
- */
-function qrClip(texts: string[], framesEach: number): Buffer {
-  const [w, h] = [640, 480];
-  const chroma = Buffer.alloc((w / 2) * (h / 2) * 2, 128);
-  const parts: Buffer[] = [Buffer.from(`YUV4MPEG2 W${w} H${h} F5:1 Ip A1:1 C420jpeg\n`)];
-  for (const text of texts) {
-    const { modules } = QRCode.create(text, { errorCorrectionLevel: 'M' });
-    const scale = Math.floor((Math.min(w, h) * 0.9) / (modules.size + 8));
-    const side = modules.size * scale;
-    const [x0, y0] = [Math.floor((w - side) / 2), Math.floor((h - side) / 2)];
-    const luma = Buffer.alloc(w * h, 255);
-    for (let y = 0; y < side; y++) {
-      for (let x = 0; x < side; x++) {
-        if (modules.get(Math.floor(y / scale), Math.floor(x / scale))) luma[(y0 + y) * w + x0 + x] = 0;
-      }
-    }
-    for (let i = 0; i < framesEach; i++) parts.push(Buffer.from('FRAME\n'), luma, chroma);
-  }
-  return Buffer.concat(parts);
-}
 
 /** Chromium with a fake camera showing `texts` as QR codes; the clip is removed at teardown. */
 async function cameraBrowser(t: Test, texts: string[]): Promise<TestBrowser> {
