@@ -299,7 +299,7 @@
     const name = el('span', { className: 'device-name' });
     const addr = el('span', { className: 'device-address', text: address });
     const state = el('span', { className: 'state', dataset: { testid: `device-state-${address}` } });
-    const detail = el('span', { className: 'sub' });
+    const detail = el('span', { className: 'sub', dataset: { testid: `device-detail-${address}` } });
     const unpair = el('button', { type: 'button', className: 'secondary', text: 'Unpair', dataset: { testid: `unpair-${address}` } });
     const li = el('li', { className: 'device', dataset: { testid: `device-${address}` } }, el('div', null, name, addr, state), unpair, detail);
     const item = { address, li, name, state, detail, unpair, busy: false };

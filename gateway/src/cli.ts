@@ -7,7 +7,8 @@ import type { Command } from 'commander';
 import { createLogger } from '../../common/log.js';
 import { shutdownSignal } from '../../common/shutdown-signal.js';
 import type { GatewayRuntime, GatewayStatus } from './app/gateway.js';
-import { startGateway } from './main.js';
+import { loadGatewayConfig } from './config/load-config.js';
+import { startGatewayFromConfig } from './main.js';
 
 export function firmwareVersion(): string {
   // dist/gateway/src/cli.js sits three levels below the package root.
@@ -49,16 +50,25 @@ export function registerGatewayCommand(program: Command): void {
     .option('--status-every <ms>', 'print a status line to stderr this often (0: never)', (v) => Number(v), 0)
     .action(async (opts: { config: string; logLevel: string; statusEvery: number }) => {
       const log = createLogger({ name: 'fieldlink-gateway', level: opts.logLevel });
-      const rt = await startGateway(opts.config, { log, firmwareVersion: firmwareVersion() });
+      const config = loadGatewayConfig(opts.config);
+      const rt = await startGatewayFromConfig(config, { log, firmwareVersion: firmwareVersion() });
       const stopStatus = opts.statusEvery > 0 ? printStatusLines(rt, opts.statusEvery, (l) => process.stderr.write(`${l}\n`)) : () => undefined;
       // `systemctl kill -s USR1 fieldlink` (or the check-in button's script): check in now.
       const onWake = (): void => {
         log.info('local wake request (SIGUSR1)');
         rt.wakeNow();
       };
+      // `systemctl kill -s USR2 fieldlink` (or a pairing button's script): pairing mode.
+      const forS = config.pairingMode.forS;
+      const onPairingMode = (): void => {
+        log.info({ forS }, 'pairing mode requested (SIGUSR2)');
+        rt.pairingMode(forS);
+      };
       process.on('SIGUSR1', onWake);
+      process.on('SIGUSR2', onPairingMode);
       await shutdownSignal(log);
       process.off('SIGUSR1', onWake);
+      process.off('SIGUSR2', onPairingMode);
       stopStatus();
       await rt.stop();
     });

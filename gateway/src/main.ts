@@ -29,7 +29,7 @@ export interface StartGatewayOptions {
   readonly clock?: Clock;
   readonly firmwareVersion: string;
   /** Runtime tuning for tests and the demo (retry backoff, report cadence, forwarder). */
-  readonly runtime?: Partial<Pick<GatewayRuntimeOptions, 'retryBaseMs' | 'retryMaxMs' | 'reportEveryMs' | 'forwarder' | 'samplingRetryMs' | 'watermarkCheckMs'>>;
+  readonly runtime?: Partial<Pick<GatewayRuntimeOptions, 'retryBaseMs' | 'retryMaxMs' | 'reportEveryMs' | 'deviceStateReportMs' | 'onlineForwardDelayMs' | 'forwarder' | 'samplingRetryMs' | 'watermarkCheckMs'>>;
   /** Defaults to the Linux boot (boot_id, CLOCK_MONOTONIC); tests simulate reboots. */
   readonly bootClock?: BootClock;
   /** Defaults to what the config's clockTrust says. */
@@ -94,7 +94,7 @@ export async function startGatewayFromConfig(config: LoadedGatewayConfig, opts: 
       log,
       ...(opts.uplinkDeadlineMs === undefined ? {} : { deadlineMs: opts.uplinkDeadlineMs }),
     });
-    return await GatewayRuntime.start({
+    const rt = await GatewayRuntime.start({
       gatewayId: config.gatewayId,
       firmwareVersion: opts.firmwareVersion,
       fileSettings: config.settings,
@@ -110,6 +110,8 @@ export async function startGatewayFromConfig(config: LoadedGatewayConfig, opts: 
       log,
       ...opts.runtime,
     });
+    if (config.pairingMode.onBootS > 0) rt.pairingMode(config.pairingMode.onBootS);
+    return rt;
   } catch (e) {
     await outbox.close().catch(() => undefined);
     throw e;

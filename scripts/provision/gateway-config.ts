@@ -74,6 +74,9 @@ export function gatewayConfigFor(input: GatewayConfigInput): Record<string, unkn
     dataDir: PI_PATHS.dataDir,
     // A Pi has no real-time clock: nothing is sent until systemd says the time is synchronised.
     clockTrust: { source: 'timedate1' },
+    // Gateways with wearables are paired on site right after they are installed: online for
+    // five minutes after each boot, so the phone's pairings apply at once (SIGUSR2 for more).
+    ...(input.sensors.some((s) => s.family === 'ble') ? { pairingMode: { onBootS: 300 } } : {}),
     sources: input.sensors.map((s) => (s.family === 'ble' ? { id: s.id, family: 'ble', adapter: s.adapter ?? input.board.bleAdapter } : { ...s })),
     settings: {
       outbox: { maxBytes: input.board.outboxMaxBytes },

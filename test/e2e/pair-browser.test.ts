@@ -114,11 +114,13 @@ t.test('phone in Chromium: two typed wearables and one scanned reach receiving w
   const rig = await startRig(t, {
     thermostats: 0,
     extraSources: [{ id: 'wearables', family: 'ble', adapter: 'hci0' }],
-    settings: { sampling: { ble: { sampleIntervalS: 1, reportIntervalS: 1 } }, onlineWindowS: 600, outbox: { highWatermarkBytes: 4_096 } },
+    settings: { sampling: { ble: { sampleIntervalS: 1, reportIntervalS: 1 } }, onlineWindowS: 600 },
   });
   const c = await withCompanion(t, rig);
   const code = await labelGateway(rig);
-  const { rt } = await rig.startInProcess();
+  // The production cadences: reported state refreshed every 60 s (device changes promptly),
+  // readings forwarded 5 s after they are taken while online.
+  const { rt } = await rig.startInProcess({ runtime: { reportEveryMs: 60_000, onlineForwardDelayMs: 5_000 } });
   await eventually(20_000, 'gateway online', () => (rt.powerState.phase === 'online' ? true : rt.wakeNow() && undefined), 100);
   await sessionWhenCached(c, code, true);
   t.notOk(
@@ -158,6 +160,17 @@ t.test('phone in Chromium: two typed wearables and one scanned reach receiving w
   t.comment(`pairing time in the browser, first tap to both receiving (gateway online): ${pairingMs} ms (target < 10 s); states seen: ${seen.join(' -> ')}`);
   t.ok(pairingMs < 30_000, `both receiving within 30 s of the first tap (${pairingMs} ms)`);
   await saveScreenshot(page, 'pair-e2e-4-receiving');
+  // "Receiving" comes with the value the wearable sent, within seconds (not at the 60 s refresh).
+  const valueRe = /(\d+) \/min/;
+  const values = await eventually(15_000, 'a heart rate shown for both', async () => {
+    const v = [await textOf(page, `device-detail-${DEV_1}`), await textOf(page, `device-detail-${DEV_2}`)].map((x) => valueRe.exec(x)?.[1]);
+    return v.every((x) => x !== undefined) ? v.map(Number) : undefined;
+  }, 100);
+  const valueMs = Date.now() - t0;
+  t.comment(`first tap to both showing a heart rate: ${valueMs} ms`);
+  const sent = new Set(bluez.emitted.filter((e) => e.source.endsWith('/heart_rate')).map((e) => e.value));
+  t.ok(values.every((v) => sent.has(v)), `the values shown (${values.join(', ')} /min) are heart rates the wearables sent`);
+  await saveScreenshot(page, 'pair-e2e-4b-values');
 
   // Device 3 through the fake camera.
   await page.getByTestId('scan-device').click();

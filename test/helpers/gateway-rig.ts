@@ -37,6 +37,8 @@ export interface RigOptions {
   readonly extraSources?: readonly Record<string, unknown>[];
   /** Emulator faults, e.g. garbage on the line (every emulator). */
   readonly faults?: FaultSchedule;
+  /** More top-level config file keys, e.g. pairingMode. */
+  readonly configExtra?: Record<string, unknown>;
 }
 
 export interface HubReading extends Reading {
@@ -160,6 +162,7 @@ export async function startRig(t: Test, opts: RigOptions = {}): Promise<Rig> {
     clockTrust: opts.clockTrust ?? { source: 'assume' },
     sources,
     settings: merge(fastSettings, opts.settings ?? {}),
+    ...opts.configExtra,
   };
   const configPath = join(dir, 'gateway.json');
   writeFileSync(configPath, JSON.stringify(configDoc, null, 2));

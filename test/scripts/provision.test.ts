@@ -128,6 +128,7 @@ t.test('into a directory: identity created and tagged with the pairing hash; con
     caFile: '/etc/fieldlink/hub-ca.pem',
     dataDir: '/var/lib/fieldlink',
     clockTrust: { source: 'timedate1' },
+    pairingMode: { onBootS: 300 },
     sources: [{ id: 'thermo-1', family: 'serial', path: '/dev/fieldlink/thermostat-1' }, { id: 'wearables', family: 'ble', adapter: 'hci0' }],
   });
   t.doesNotThrow(() => parseGatewayConfig(config, 'gateway.json', out, { env: { FIELDLINK_CONNECTION_STRING: cs } }), 'the gateway accepts the config');

@@ -55,6 +55,17 @@ export interface GatewayRuntimeOptions {
   readonly retryMaxMs?: number;
   /** Reported state is refreshed this often while online (default 60 s). */
   readonly reportEveryMs?: number;
+  /**
+   * While online, a paired device's state change (connecting → receiving, error) is reported
+   * within about this long (default 1 s), at most once per this interval: someone pairing with
+   * a phone waits for it, and the periodic refresh alone could take a minute.
+   */
+  readonly deviceStateReportMs?: number;
+  /**
+   * Online, committed readings are forwarded after this delay (default 5 s), so one message
+   * carries a few seconds of them instead of one each; asleep they wait for a trigger.
+   */
+  readonly onlineForwardDelayMs?: number;
   /** The outbox size is checked against the high watermark at most this often (default 1 s). */
   readonly watermarkCheckMs?: number;
   /** Forwarder tuning (backoffs, in-flight window) for tests and benchmarks. */
@@ -107,6 +118,8 @@ export class GatewayRuntime {
   #lastStats: OutboxStats | undefined;
   #lastWatermarkCheck = Number.NEGATIVE_INFINITY;
   #watermarkCheck: Promise<void> | undefined;
+  /** The pending online forward (onlineForwardDelayMs), one at a time. */
+  #forwardTimer: Promise<void> | undefined;
   #lastCheckInMs: number | undefined;
   #lastUplinkError: { kind: string; message: string; atMs: number } | undefined;
   #readingsThinned = 0;
@@ -116,6 +129,8 @@ export class GatewayRuntime {
   #commandsCompleted = 0;
   #commandsRejected = 0;
   #appendsInFlight = new Set<Promise<unknown>>();
+  /** #deviceStates() as last reported: a change reports early. */
+  #reportedDeviceStates = '';
   #samplingRetry = new Map<string, AbortController>();
   #deferredCommands: IncomingCommand[] = [];
   /** Desired patches received while the post-open reconcile runs; undefined when not held. */
@@ -185,6 +200,12 @@ export class GatewayRuntime {
     return this.#power.dispatch({ type: 'localWakeRequest' });
   }
 
+  /** Local pairing mode: online now and for `forS`, so pairings made on a phone apply at once. */
+  pairingMode(forS: number): boolean {
+    this.#log.info({ forS }, 'pairing mode: online for pairings');
+    return this.#power.dispatch({ type: 'pairingMode', forS });
+  }
+
   /** Fresh outbox figures (also refreshes what `status()` shows). */
   async outboxStats(): Promise<OutboxStats> {
     this.#lastStats = await this.#o.outbox.stats();
@@ -240,6 +261,7 @@ export class GatewayRuntime {
         }
         if (alarm) this.#wakeFor({ type: 'alarmReading', source: sample.source });
         this.#checkWatermark();
+        this.#forwardSoon();
       },
       (err: unknown) => {
         if (!this.#stop.signal.aborted) this.#log.error({ err, source: sample.source }, 'reading not committed to the outbox');
@@ -277,6 +299,20 @@ export class GatewayRuntime {
       })
       .catch((err: unknown) => this.#log.warn({ err }, 'outbox stats failed'))
       .finally(() => (this.#watermarkCheck = undefined));
+  }
+
+  /** Online: forward what was just committed after a short batching delay. */
+  #forwardSoon(): void {
+    if (this.#forwardTimer !== undefined || this.#power.state.phase !== 'online') return;
+    const signal = this.#online?.signal;
+    if (signal === undefined) return;
+    this.#forwardTimer = this.#o.clock
+      .sleep(this.#o.onlineForwardDelayMs ?? 5000, signal)
+      .then(
+        () => void this.#power.dispatch({ type: 'readingsQueued' }),
+        () => undefined,
+      )
+      .finally(() => (this.#forwardTimer = undefined));
   }
 
   #applySampling(gs: GatewaySource, settings: Settings): void {
@@ -529,6 +565,7 @@ export class GatewayRuntime {
       sources.set(gs.configId, { health: gs.health(), ...a, ...(gs.devices === undefined ? {} : { devices: gs.devices() }) });
     }
     const s = this.#power.state;
+    const deviceStates = this.#deviceStates();
     await this.#o.uplink.reportProperties(
       reportedState({
         firmwareVersion: this.#o.firmwareVersion,
@@ -547,16 +584,35 @@ export class GatewayRuntime {
         config: configAck(this.#reconcile),
       }),
     );
+    this.#reportedDeviceStates = deviceStates;
   }
 
+  /**
+   * `address=state` of every paired device of every source, sorted, marked once it has a value
+   * (the phone shows "receiving" with the value): a change is what a prompt report is for.
+   */
+  #deviceStates(): string {
+    const states: string[] = [];
+    for (const gs of this.#o.sources) {
+      for (const [address, d] of Object.entries(gs.devices?.() ?? {})) states.push(`${gs.configId}/${address}=${String(d.state)}${d.lastValue === null || d.lastValue === undefined ? '' : '+value'}`);
+    }
+    return states.sort().join(',');
+  }
+
+  /** The periodic refresh, plus an early one whenever a paired device changed state. */
   async #reportLoop(signal: AbortSignal): Promise<void> {
     const every = this.#o.reportEveryMs ?? 60_000;
+    const tick = Math.min(every, this.#o.deviceStateReportMs ?? 1000);
+    let sinceReportMs = 0;
     while (!signal.aborted) {
       try {
-        await this.#o.clock.sleep(every, signal);
+        await this.#o.clock.sleep(tick, signal);
       } catch {
         return;
       }
+      sinceReportMs += tick;
+      if (sinceReportMs < every && this.#deviceStates() === this.#reportedDeviceStates) continue;
+      sinceReportMs = 0;
       await this.#report().catch((err: unknown) => this.#log.warn({ err }, 'reporting state failed'));
     }
   }

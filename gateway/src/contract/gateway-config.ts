@@ -95,6 +95,19 @@ export interface ClockTrustConfig {
   readonly pollIntervalS: number;
 }
 
+/**
+ * Local pairing mode: the gateway goes online and stays there, so a phone's pairing reaches it
+ * in seconds instead of at the next check-in. Asked for on the gateway itself (SIGUSR2, e.g.
+ * `systemctl kill -s USR2 fieldlink` or a button's script), and optionally for a while after
+ * every boot — provisioning sets that for new gateways, whose devices are paired on site.
+ */
+export interface PairingModeConfig {
+  /** Online this long after the gateway starts (0: not at boot). */
+  readonly onBootS: number;
+  /** How long a pairing-mode request keeps it online. */
+  readonly forS: number;
+}
+
 /** The whole config file, after defaults. */
 export interface GatewayConfig {
   readonly gatewayId: string;
@@ -110,6 +123,7 @@ export interface GatewayConfig {
    * Pi) or `assume` (a machine whose clock is known good: development, the demo).
    */
   readonly clockTrust: ClockTrustConfig;
+  readonly pairingMode: PairingModeConfig;
   readonly sources: readonly SourceConfig[];
   readonly settings: GatewaySettings;
 }
@@ -217,6 +231,15 @@ export const gatewayConfigSchema = {
       properties: {
         source: { enum: ['timedate1', 'assume'], default: 'timedate1' },
         pollIntervalS: { type: 'integer', minimum: 1, maximum: 3600, default: 30 },
+      },
+    },
+    pairingMode: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        onBootS: { type: 'integer', minimum: 0, maximum: 3600, default: 0 },
+        forS: { type: 'integer', minimum: 10, maximum: 3600, default: 300 },
       },
     },
     sources: {

@@ -20,7 +20,7 @@ export type TimerName = 'checkIn' | 'onlineWindow' | 'wakeHold';
 /** The event a runner feeds when a timer fires. */
 export const timerEvents = { checkIn: 'checkInDue', onlineWindow: 'onlineWindowElapsed', wakeHold: 'wakeElapsed' } as const satisfies Record<TimerName, string>;
 
-export type WakeReason = 'checkIn' | 'outboxHighWatermark' | 'alarm' | 'local' | 'c2d' | 'retry' | 'clockTrusted';
+export type WakeReason = 'checkIn' | 'outboxHighWatermark' | 'alarm' | 'local' | 'pairingMode' | 'c2d' | 'retry' | 'clockTrusted';
 
 export interface PowerConfig {
   /** Standby → wake interval of the check-in schedule. */
@@ -58,6 +58,10 @@ export type PowerEvent =
   | { readonly type: 'outboxHighWatermark' }
   | { readonly type: 'alarmReading'; readonly source?: string }
   | { readonly type: 'localWakeRequest' }
+  /** Local pairing mode (after boot, or asked on the gateway itself): be online for forS from now. */
+  | { readonly type: 'pairingMode'; readonly forS: number }
+  /** Readings were committed to the outbox: while online they are forwarded without waiting for a trigger. */
+  | { readonly type: 'readingsQueued' }
   | { readonly type: 'c2dWake'; readonly forS: number }
   | { readonly type: 'c2dSleep' }
   | { readonly type: 'uplinkOpened' }
@@ -77,6 +81,8 @@ export const powerEventTypes: readonly PowerEventType[] = [
   'outboxHighWatermark',
   'alarmReading',
   'localWakeRequest',
+  'pairingMode',
+  'readingsQueued',
   'c2dWake',
   'c2dSleep',
   'uplinkOpened',
@@ -194,6 +200,10 @@ const table: Table = {
     outboxHighWatermark: (s) => wake(s, 'outboxHighWatermark'),
     alarmReading: (s) => wake(s, 'alarm'),
     localWakeRequest: (s) => wake(s, 'local'),
+    // Wakes even while an outage is retried: someone is at the gateway pairing devices now.
+    pairingMode: (s, e) => wake({ ...s, holdForS: Math.max(e.forS, s.holdForS ?? 0) }, 'pairingMode'),
+    // Asleep, readings wait for the next trigger: that is what standby saves.
+    readingsQueued: same,
     // A drain still finishing after the uplink failed reports late; nothing to do.
     outboxDrained: same,
     clockTrusted: (s) => (s.wakePending === undefined ? { state: { ...s, clockTrusted: true }, effects: [] } : wake({ ...s, clockTrusted: true }, s.wakePending)),
@@ -202,6 +212,9 @@ const table: Table = {
     shutdown: (s) => stop(s, [cancel('checkIn')]),
   },
   waking: {
+    pairingMode: (s, e) => ({ state: { ...s, holdForS: Math.max(e.forS, s.holdForS ?? 0) }, effects: [] }),
+    // The open drains everything committed so far.
+    readingsQueued: same,
     // Already opening: a second trigger must not open twice.
     outboxHighWatermark: same,
     alarmReading: same,
@@ -232,6 +245,12 @@ const table: Table = {
   online: {
     outboxHighWatermark: redrain,
     alarmReading: redrain,
+    // The link is up (held by a wake or pairing mode): forward now rather than at the next trigger.
+    readingsQueued: redrain,
+    pairingMode: (s, e) => ({
+      state: { ...s, holding: true },
+      effects: [...(s.holding ? [cancel('wakeHold')] : []), start('wakeHold', e.forS * 1000), log('held online for pairing mode', `forS=${e.forS}`)],
+    }),
     localWakeRequest: (s) => ({ state: { ...s, windowElapsed: false }, effects: [cancel('onlineWindow'), start('onlineWindow', s.config.onlineWindowMs)] }),
     // "Stay up for forS": restart the hold; the window and drain rules still apply as well.
     c2dWake: (s, e) => ({
@@ -261,6 +280,8 @@ const table: Table = {
     outboxHighWatermark: remember('outboxHighWatermark'),
     alarmReading: remember('alarm'),
     localWakeRequest: remember('local'),
+    pairingMode: (s, e) => ({ state: { ...s, wakePending: s.wakePending ?? 'pairingMode', holdForS: Math.max(e.forS, s.holdForS ?? 0) }, effects: [] }),
+    readingsQueued: same,
     // A C2D message can be in flight as the link closes: honour it by reopening.
     c2dWake: (s, e) => ({ state: { ...s, wakePending: s.wakePending ?? 'c2d', holdForS: Math.max(e.forS, s.holdForS ?? 0) }, effects: [] }),
     c2dSleep: same,
@@ -277,6 +298,8 @@ const table: Table = {
   // After shutdown, late reports from adapters are expected and change nothing; a late open closes.
   stopped: {
     localWakeRequest: same,
+    pairingMode: same,
+    readingsQueued: same,
     // C2D messages can still be in flight while the link closes.
     c2dWake: same,
     c2dSleep: same,

@@ -23,6 +23,8 @@ const EVENTS: { readonly [E in PowerEventType]: Extract<PowerEvent, { type: E }>
   outboxHighWatermark: { type: 'outboxHighWatermark' },
   alarmReading: { type: 'alarmReading', source: 'ble:AA/heart_rate' },
   localWakeRequest: { type: 'localWakeRequest' },
+  pairingMode: { type: 'pairingMode', forS: 300 },
+  readingsQueued: { type: 'readingsQueued' },
   c2dWake: { type: 'c2dWake', forS: 600 },
   c2dSleep: { type: 'c2dSleep' },
   uplinkOpened: { type: 'uplinkOpened' },
@@ -66,6 +68,8 @@ type Row = { readonly [E in PowerEventType]: Expect | typeof THROW };
 /** The whole table: every phase × every event. */
 const TABLE: Record<PowerPhase, Row> = {
   standby: {
+    pairingMode: { phase: 'waking', effects: wakeFx('pairingMode'), set: { wakeReason: 'pairingMode', holdForS: 300 } },
+    readingsQueued: { phase: 'standby', effects: [] },
     checkInDue: { phase: 'waking', effects: wakeFx('checkIn'), set: { wakeReason: 'checkIn' } },
     outboxHighWatermark: { phase: 'waking', effects: wakeFx('outboxHighWatermark'), set: { wakeReason: 'outboxHighWatermark' } },
     alarmReading: { phase: 'waking', effects: wakeFx('alarm'), set: { wakeReason: 'alarm' } },
@@ -84,6 +88,8 @@ const TABLE: Record<PowerPhase, Row> = {
     shutdown: { phase: 'stopped', effects: [cancel('checkIn'), log('stopped', 'shutdown')] },
   },
   waking: {
+    pairingMode: { phase: 'waking', effects: [], set: { holdForS: 300 } },
+    readingsQueued: { phase: 'waking', effects: [] },
     checkInDue: THROW,
     outboxHighWatermark: { phase: 'waking', effects: [] },
     alarmReading: { phase: 'waking', effects: [] },
@@ -102,6 +108,8 @@ const TABLE: Record<PowerPhase, Row> = {
     shutdown: { phase: 'stopped', effects: [close, log('stopped', 'shutdown')] },
   },
   online: {
+    pairingMode: { phase: 'online', effects: [start('wakeHold', 300_000), log('held online for pairing mode', 'forS=300')], set: { holding: true } },
+    readingsQueued: { phase: 'online', effects: [] },
     checkInDue: THROW,
     outboxHighWatermark: { phase: 'online', effects: [] },
     alarmReading: { phase: 'online', effects: [] },
@@ -120,6 +128,8 @@ const TABLE: Record<PowerPhase, Row> = {
     shutdown: { phase: 'stopped', effects: [cancel('onlineWindow'), close, log('stopped', 'shutdown')] },
   },
   closing: {
+    pairingMode: { phase: 'closing', effects: [], set: { wakePending: 'pairingMode', holdForS: 300 } },
+    readingsQueued: { phase: 'closing', effects: [] },
     checkInDue: THROW,
     outboxHighWatermark: { phase: 'closing', effects: [], set: { wakePending: 'outboxHighWatermark' } },
     alarmReading: { phase: 'closing', effects: [], set: { wakePending: 'alarm' } },
@@ -138,6 +148,8 @@ const TABLE: Record<PowerPhase, Row> = {
     shutdown: { phase: 'stopped', effects: [log('stopped', 'shutdown')] },
   },
   stopped: {
+    pairingMode: { phase: 'stopped', effects: [] },
+    readingsQueued: { phase: 'stopped', effects: [] },
     checkInDue: THROW,
     outboxHighWatermark: { phase: 'stopped', effects: [] },
     alarmReading: { phase: 'stopped', effects: [] },
@@ -251,12 +263,41 @@ t.test('an alarm while waking does not open twice', async (t) => {
 
 t.test('new readings while online after the drain finished restart it', async (t) => {
   const drained = run(initialPower(C, true), [E.checkInDue, E.uplinkOpened, E.outboxDrained]).state;
-  for (const e of [E.alarmReading, E.outboxHighWatermark]) {
+  for (const e of [E.alarmReading, E.outboxHighWatermark, E.readingsQueued]) {
     const tr = next(drained, e);
     t.same(tr.effects, [{ type: 'drainOutbox' }]);
     t.equal(tr.state.drained, false, 'closing waits for this drain too');
     t.equal(next(tr.state, E.onlineWindowElapsed).state.phase, 'online');
   }
+});
+
+t.test('pairing mode: wakes a sleeping gateway and holds it online for forS, from any phase', async (t) => {
+  const boot = initialPower(C, true);
+  const r = run(boot, [{ type: 'pairingMode', forS: 300 }, E.uplinkOpened, E.outboxDrained, E.onlineWindowElapsed]);
+  t.same(r.steps[1]?.effects, wakeFx('pairingMode'), 'standby wakes at once');
+  t.same(r.steps[2]?.effects.at(-2), start('wakeHold', 300_000), 'online, the hold starts');
+  t.equal(r.state.phase, 'online', 'drained and window passed, still held');
+  t.equal(next(r.state, E.wakeElapsed).state.phase, 'closing', 'closes when the hold ends');
+  // Asked again while held: the hold restarts from now.
+  const again = next(r.state, { type: 'pairingMode', forS: 60 });
+  t.same(again.effects.slice(0, 2), [cancel('wakeHold'), start('wakeHold', 60_000)]);
+  // During an outage backoff (failures > 0) a pairing request still opens: someone is there.
+  const failed = run(boot, [E.checkInDue, E.uplinkFailed]).state;
+  t.equal(next(failed, { type: 'pairingMode', forS: 30 }).state.phase, 'waking');
+  // While closing it is remembered and applied after the reopen.
+  const closing = run(boot, [E.checkInDue, E.uplinkOpened, E.outboxDrained, E.onlineWindowElapsed]).state;
+  t.equal(closing.phase, 'closing');
+  const reopened = run({ state: closing, effects: [] }, [{ type: 'pairingMode', forS: 120 }, E.uplinkClosed, E.uplinkOpened]);
+  t.equal(reopened.state.phase, 'online');
+  t.ok(reopened.state.holding, 'held after the reopen');
+  t.same(reopened.steps.at(-1)?.effects.at(-2), start('wakeHold', 120_000));
+});
+
+t.test('readings queued in standby wait; online they are forwarded', async (t) => {
+  const boot = initialPower(C, true);
+  const asleep = next(boot.state, E.readingsQueued);
+  t.equal(asleep.state.phase, 'standby');
+  t.same(asleep.effects, [], 'no wake, no drain in standby');
 });
 
 t.test('uplink failure backs off to standby with a retry check-in, doubling to a cap', async (t) => {
