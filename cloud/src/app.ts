@@ -38,6 +38,8 @@ export interface BuildOptions {
   feedbackRetryMs?: { min: number; max: number };
   /** The most commands pending per gateway (IoT Hub's queue holds 50). */
   maxPendingCommands?: number;
+  /** How phones reach the companion (e.g. https://fieldlink.example.com), for pairing links; default: the request's own origin. */
+  publicUrl?: string;
 }
 
 export const DOCS_PREFIX = '/docs';
@@ -173,7 +175,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   registerGatewayRoutes(app, services);
   registerCommandRoutes(app, services);
   registerConfigRoutes(app, services);
-  registerPairingRoutes(app, services);
+  registerPairingRoutes(app, services, opts.publicUrl === undefined ? {} : { publicUrl: opts.publicUrl });
   registerWebRoutes(app);
   return app;
 }

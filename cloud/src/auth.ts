@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Clock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
+import { siteProblem } from '../../common/site.js';
 import type { CloudStore, Role, TokenSummary } from './store.js';
 
 /** Every companion token starts with this, so a leaked one is recognisable (secret scanners, logs). */
@@ -18,16 +19,25 @@ export function hashToken(token: string): string {
 }
 
 /** Creates a token in the store and returns it in clear, the only time it is ever available. */
-export function issueToken(store: CloudStore, opts: { name: string; role: Role; now: number }): { token: string; record: TokenSummary } {
+export function issueToken(store: CloudStore, opts: { name: string; role: Role; now: number; site?: string | null; expiresAt?: number | null }): { token: string; record: TokenSummary } {
+  const badSite = opts.site == null ? undefined : siteProblem(opts.site);
+  if (badSite !== undefined) throw new FieldlinkError('REQUEST_INVALID', { message: badSite, details: { field: 'site' } });
+  if (opts.site != null && opts.role !== 'pairing') throw new FieldlinkError('REQUEST_INVALID', { message: `a site scope is for pairing tokens; a ${opts.role} token sees every site`, details: { field: 'site' } });
+  if (opts.expiresAt != null && !(opts.expiresAt > opts.now)) throw new FieldlinkError('REQUEST_INVALID', { message: 'a token must expire in the future', details: { field: 'expiresAt' } });
   const token = generateToken();
-  const record = store.insertToken({ name: opts.name, role: opts.role, hash: hashToken(token), created: opts.now });
+  const record = store.insertToken({ name: opts.name, role: opts.role, hash: hashToken(token), created: opts.now, site: opts.site ?? null, expires: opts.expiresAt ?? null });
   return { token, record };
 }
+
 
 export interface Principal {
   readonly tokenId: number;
   readonly name: string;
   readonly role: Role;
+  /** Pairing tokens scoped to one site's gateways; null: no site limit. */
+  readonly site: string | null;
+  /** Epoch ms the token stops working, or null. */
+  readonly expires: number | null;
 }
 
 export interface RateLimitOptions {
@@ -114,7 +124,8 @@ export function createAuth(opts: { store: CloudStore; clock: Clock; rateLimit?: 
     // against a store that ever matches loosely (collation, prefix index).
     if (!record || !timingSafeEqual(Buffer.from(record.hash, 'hex'), Buffer.from(hash, 'hex'))) throw unauthorized('the token is not known');
     if (record.revoked !== null) throw unauthorized('the token was revoked');
-    return { tokenId: record.id, name: record.name, role: record.role };
+    if (record.expires !== null && opts.clock.now() >= record.expires) throw unauthorized(`the token expired at ${new Date(record.expires).toISOString()}; ask for a new pairing link`);
+    return { tokenId: record.id, name: record.name, role: record.role, site: record.site, expires: record.expires };
   }
 
   const auth: Auth = {

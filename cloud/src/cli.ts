@@ -26,6 +26,25 @@ function tokenName(value: string): string {
   return value;
 }
 
+/** `30m`, `8h`, `7d` (or seconds) → ms; a pairing link lasts minutes to days. */
+function duration(value: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(value.trim());
+  const unit = { '': 1000, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m?.[2] ?? ''] ?? 1000;
+  const ms = m ? Number(m[1]) * unit : Number.NaN;
+  if (!(ms >= 60_000 && ms <= 30 * 86_400_000)) throw new FieldlinkError('CONFIG_INVALID', { message: `--expires-in must be 1m to 30d, e.g. 8h (got "${value}")` });
+  return ms;
+}
+
+function pairingLink(base: string, token: string): string {
+  let url: URL;
+  try {
+    url = new URL(base);
+  } catch {
+    throw new FieldlinkError('CONFIG_INVALID', { message: `--link "${base}" is not a URL (e.g. https://fieldlink.example.com)` });
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}/pair#token=${token}`;
+}
+
 function withStore<T>(dataDir: string, fn: (store: CloudStore) => T): T {
   const store = CloudStore.open(dataDir);
   try {
@@ -37,7 +56,11 @@ function withStore<T>(dataDir: string, fn: (store: CloudStore) => T): T {
 
 export function formatTokens(tokens: readonly TokenSummary[]): string {
   if (tokens.length === 0) return 'no tokens';
-  const rows = [['name', 'role', 'created', 'status'], ...tokens.map((t) => [t.name, t.role, new Date(t.created).toISOString(), t.revoked === null ? 'active' : `revoked ${new Date(t.revoked).toISOString()}`])];
+  const status = (t: TokenSummary): string => {
+    if (t.revoked !== null) return `revoked ${new Date(t.revoked).toISOString()}`;
+    return t.expires === null ? 'active' : `active until ${new Date(t.expires).toISOString()}`;
+  };
+  const rows = [['name', 'role', 'site', 'created', 'status'], ...tokens.map((t) => [t.name, t.role, t.site ?? (t.role === 'pairing' ? '(all)' : '-'), new Date(t.created).toISOString(), status(t)])];
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
@@ -88,6 +111,7 @@ export function registerCloudCommands(program: Command, io: CloudCliIo = { stdou
     .option('--hub-connection-string <cs>', 'IoT Hub service connection string (prefer FIELDLINK_HUB_SERVICE_CONNECTION_STRING: argv is visible to other users)')
     .option('--registry-connection-string <cs>', 'registry connection string, when the service one lacks RegistryRead/Write (default: the hub one)')
     .option('--hub-ca <file>', 'PEM CA to trust for the hub (a local hub reached by connection string)')
+    .option('--public-url <url>', 'how phones reach the companion (pairing links), e.g. https://fieldlink.example.com; default: the request origin')
     .option('--log-level <level>', 'pino log level', 'info')
     .addHelpText(
       'after',
@@ -96,9 +120,15 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
   FIELDLINK_HUB_SERVICE_CONNECTION_STRING   a policy with ServiceConnect (Azure's "service")
   FIELDLINK_HUB_REGISTRY_CONNECTION_STRING  a policy with RegistryRead + RegistryWrite ("registryReadWrite")`,
     )
-    .action(async (opts: { data: string; port: number; logLevel: string } & HubOptions) => {
+    .action(async (opts: { data: string; port: number; logLevel: string; publicUrl?: string } & HubOptions) => {
       const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
-      const running = await startCloudServer({ dataDir: opts.data, port: opts.port, log, hub: hubSource(opts, process.env) });
+      const running = await startCloudServer({
+        dataDir: opts.data,
+        port: opts.port,
+        log,
+        hub: hubSource(opts, process.env),
+        ...(opts.publicUrl === undefined ? {} : { app: { publicUrl: opts.publicUrl.replace(/\/+$/, '') } }),
+      });
       io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);
       await shutdownSignal(log);
       await running.close();
@@ -112,15 +142,35 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
     .description('create a token and print it (the only time it is shown)')
     .requiredOption('--role <role>', `one of ${ROLES.join(', ')}`, role)
     .requiredOption('--name <name>', 'a unique name, recorded in the audit log', tokenName)
-    .action((opts: { role: Role; name: string }, cmd: Command) => {
+    .option('--site <site>', "pairing tokens: pair only with this site's gateways (tags.fieldlink.site)")
+    .option('--all-sites', 'pairing tokens: pair with any gateway (say so explicitly)')
+    .option('--expires-in <duration>', 'the token stops working after this long: 30m, 8h, 7d', duration)
+    .option('--link <url>', "print a pairing link for this token: the companion's URL as phones reach it")
+    .action((opts: { role: Role; name: string; site?: string; allSites?: boolean; expiresIn?: number; link?: string }, cmd: Command) => {
+      if (opts.role === 'pairing' && (opts.site === undefined) === (opts.allSites !== true)) {
+        throw new FieldlinkError('CONFIG_INVALID', { message: 'a pairing token needs --site SITE (its gateways only) or --all-sites' });
+      }
+      if (opts.role !== 'pairing' && (opts.site !== undefined || opts.allSites === true || opts.link !== undefined)) {
+        throw new FieldlinkError('CONFIG_INVALID', { message: '--site, --all-sites and --link are for --role pairing' });
+      }
       const issued = withStore(dataDir(cmd), (store) => {
         const now = io.now();
-        const result = issueToken(store, { name: opts.name, role: opts.role, now });
-        store.appendAudit({ ts: now, tokenName: 'cli', action: 'token.create', target: opts.name, result: 'ok', details: { role: opts.role } });
+        const expiresAt = opts.expiresIn === undefined ? null : now + opts.expiresIn;
+        const result = issueToken(store, { name: opts.name, role: opts.role, now, site: opts.site ?? null, expiresAt });
+        store.appendAudit({
+          ts: now,
+          tokenName: 'cli',
+          action: 'token.create',
+          target: opts.name,
+          result: 'ok',
+          details: { role: opts.role, ...(opts.site === undefined ? {} : { site: opts.site }), ...(expiresAt === null ? {} : { expiresAt: new Date(expiresAt).toISOString() }) },
+        });
         return result;
       });
       io.stdout(`${issued.token}\n`);
-      io.stdout(`# token "${issued.record.name}" (${issued.record.role}); shown once, store it now: Authorization: Bearer <token>\n`);
+      const scope = [issued.record.site === null ? '' : `site ${issued.record.site}`, issued.record.expires === null ? '' : `expires ${new Date(issued.record.expires).toISOString()}`].filter(Boolean).join(', ');
+      io.stdout(`# token "${issued.record.name}" (${issued.record.role}${scope ? `; ${scope}` : ''}); shown once, store it now: Authorization: Bearer <token>\n`);
+      if (opts.link !== undefined) io.stdout(`# pairing link (secret; send it to the phone only): ${pairingLink(opts.link, issued.token)}\n`);
     });
   token
     .command('list')

@@ -89,6 +89,17 @@ function desiredPairings(twin: HubTwin): JsonObject {
   return obj(twin.desired.pairings);
 }
 
+/** The site a gateway belongs to (tags.fieldlink.site, set by provisioning), or null. */
+export function gatewaySite(twin: HubTwin): string | null {
+  const site = obj(twin.tags.fieldlink).site;
+  return typeof site === 'string' ? site : null;
+}
+
+/** The gateways a principal may pair with: a site-scoped pairing token sees its site's only. */
+function pairable(principal: Principal, twins: readonly HubTwin[]): HubTwin[] {
+  return principal.site === null ? [...twins] : twins.filter((t) => gatewaySite(t) === principal.site);
+}
+
 export class PairingService {
   /** Monotonic ms of each failed lookup, per token id, within the window. */
   private readonly failures = new Map<number, number[]>();
@@ -120,7 +131,9 @@ export class PairingService {
   async start(principal: Principal, code: string): Promise<PairingSessionView> {
     this.checkGuessing(principal);
     await this.s.cache.ready();
-    const gateway = gatewayForPairingCode(this.s.cache.list(), code);
+    // A site-scoped token's code is checked against its site's gateways only: a label from
+    // another site is as unknown to it as a mistyped one.
+    const gateway = gatewayForPairingCode(pairable(principal, this.s.cache.list()), code);
     if (gateway === undefined) {
       this.recordFailure(principal);
       this.s.log.info({ tokenName: principal.name }, 'pairing code lookup failed');
@@ -156,9 +169,13 @@ export class PairingService {
     await this.s.cache.ready();
     const elsewhere = this.s.cache.list().find((t) => t.deviceId !== session.gateway && desiredPairings(t)[address] !== undefined);
     if (elsewhere) {
+      // Another site's gateway is not named to a token scoped to this one.
+      const visible = principal.site === null || gatewaySite(elsewhere) === principal.site;
       throw new FieldlinkError('DEVICE_PAIRED_ELSEWHERE', {
-        message: `device ${address} is already paired with gateway "${elsewhere.deviceId}"; unpair it there first`,
-        details: { address, gateway: elsewhere.deviceId },
+        message: visible
+          ? `device ${address} is already paired with gateway "${elsewhere.deviceId}"; unpair it there first`
+          : `device ${address} is already paired with a gateway at another site; ask an operator to unpair it there`,
+        details: { address, ...(visible ? { gateway: elsewhere.deviceId } : {}) },
       });
     }
     const twin = await this.patch(session.gateway, { [address]: { profile, ...(name === undefined ? {} : { name }) } });

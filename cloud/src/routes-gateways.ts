@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { SITE_PATTERN } from '../../common/site.js';
 import { gatewayIdParams } from './api-schemas.js';
 import { audited } from './audit.js';
 import { HEALTH_STATES, summarize, type GatewaySummary, type Health } from './gateway-view.js';
@@ -118,7 +119,7 @@ export function registerGatewayRoutes(app: FastifyInstance, s: CompanionServices
     },
   );
 
-  app.post<{ Body: { id: string } }>(
+  app.post<{ Body: { id: string; site?: string } }>(
     '/v1/gateways',
     {
       onRequest: s.auth.requireRole('operator'),
@@ -126,7 +127,15 @@ export function registerGatewayRoutes(app: FastifyInstance, s: CompanionServices
         tags: ['fleet'],
         summary: 'Create a gateway identity in IoT Hub; its connection string is returned this once',
         description: 'For provisioning tools. The companion keeps no copy of the key: store the connection string on the gateway (mode 0600).',
-        body: { type: 'object', required: ['id'], additionalProperties: false, properties: { id: gatewayIdParams.properties.id } },
+        body: {
+          type: 'object',
+          required: ['id'],
+          additionalProperties: false,
+          properties: {
+            id: gatewayIdParams.properties.id,
+            site: { type: 'string', pattern: SITE_PATTERN.source, description: 'Where it is installed (tags.fieldlink.site): site-scoped pairing tokens pair only with their site' },
+          },
+        },
         response: {
           201: {
             type: 'object',
@@ -140,8 +149,9 @@ export function registerGatewayRoutes(app: FastifyInstance, s: CompanionServices
       },
     },
     async (req, reply) => {
-      const id = req.body.id;
-      const created = await audited(s, req, 'gateway.create', id, {}, () => s.hub.createGateway(id, GATEWAY_TAGS));
+      const { id, site } = req.body;
+      const tags = site === undefined ? GATEWAY_TAGS : { fieldlink: { ...GATEWAY_TAGS.fieldlink, site } };
+      const created = await audited(s, req, 'gateway.create', id, site === undefined ? {} : { site }, () => s.hub.createGateway(id, tags));
       // Best effort: the next scheduled refresh adds it anyway.
       void s.hub.getTwin(id).then(
         (twin) => s.cache.put(twin),

@@ -1,8 +1,10 @@
 /** Phone pairing sessions (issue 8) for `pairing` and `operator` tokens; the logic is in pairing.ts. */
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldlinkError } from '../../common/errors.js';
+import { SITE_PATTERN } from '../../common/site.js';
 import { pairingProfiles } from '../../gateway/src/contract/gateway-config.js';
-import type { Principal } from './auth.js';
+import { issueToken, type Principal } from './auth.js';
 import { audited } from './audit.js';
 import { PAIRING_DEVICE_STATES, PairingService } from './pairing.js';
 import { authProblems } from './problem.js';
@@ -66,9 +68,74 @@ function principalOf(req: FastifyRequest): Principal {
   return req.principal;
 }
 
-export function registerPairingRoutes(app: FastifyInstance, s: CompanionServices): void {
+/** Pairing links last 8 hours unless asked otherwise: a working day on site. */
+export const PAIRING_LINK_DEFAULT_S = 8 * 3600;
+export const PAIRING_LINK_MAX_S = 7 * 86_400;
+
+/** Where the companion is reached from a phone: the configured public URL, else what the request came to. */
+function publicOrigin(req: FastifyRequest, configured: string | undefined): string {
+  return configured ?? `${req.protocol}://${req.host}`;
+}
+
+export function registerPairingRoutes(app: FastifyInstance, s: CompanionServices, opts: { publicUrl?: string } = {}): void {
   const pairing = new PairingService(s);
   const roles = s.auth.requireRole('pairing', 'operator');
+
+  app.post<{ Body: { site?: string; expiresInS?: number; name?: string } }>(
+    '/v1/pairing/links',
+    {
+      onRequest: s.auth.requireRole('operator'),
+      schema: {
+        tags: ['pairing'],
+        summary: 'Create a short-lived pairing link: a pairing token, limited to one site, that expires',
+        description:
+          'For whoever unpacks wearables on site: open the link on a phone, scan the gateway label, scan the devices. ' +
+          'The token in the link can run pairing sessions (for the site\'s gateways only, when a site is given) and nothing else; it stops working at expiresAt or when revoked (`fieldlink cloud token revoke NAME`). ' +
+          'The token rides in the URL fragment, which browsers never send to a server.',
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            site: { type: 'string', pattern: SITE_PATTERN.source, description: "The site (gateways' tags.fieldlink.site); omitted: any site" },
+            expiresInS: { type: 'integer', minimum: 300, maximum: PAIRING_LINK_MAX_S, default: PAIRING_LINK_DEFAULT_S },
+            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$', description: 'Token name for the audit log (default: generated)' },
+          },
+        },
+        response: {
+          201: {
+            type: 'object',
+            required: ['name', 'token', 'url', 'site', 'expiresAt'],
+            properties: {
+              name: { type: 'string' },
+              token: { type: 'string', description: 'Secret: shown this once' },
+              url: { type: 'string', description: 'Secret: the pairing page with the token in its fragment' },
+              site: { type: 'string', nullable: true },
+              expiresAt: isoTime,
+            },
+          },
+          409: problem,
+          ...authProblems,
+        },
+      },
+    },
+    async (req, reply) => {
+      const now = s.clock.now();
+      const expiresAt = now + (req.body.expiresInS ?? PAIRING_LINK_DEFAULT_S) * 1000;
+      const name = req.body.name ?? `pairing-link-${new Date(now).toISOString().slice(0, 16).replace(/[-:T]/g, '')}-${randomBytes(3).toString('hex')}`;
+      const site = req.body.site ?? null;
+      const issued = await audited(s, req, 'pairing.link', name, { site, expiresAt: new Date(expiresAt).toISOString() }, async () =>
+        issueToken(s.store, { name, role: 'pairing', now, site, expiresAt }),
+      );
+      void reply.code(201).header('cache-control', 'no-store');
+      return {
+        name: issued.record.name,
+        token: issued.token,
+        url: `${publicOrigin(req, opts.publicUrl)}/pair#token=${issued.token}`,
+        site,
+        expiresAt: new Date(expiresAt).toISOString(),
+      };
+    },
+  );
 
   app.post<{ Body: { code: string } }>(
     '/v1/pairing/sessions',

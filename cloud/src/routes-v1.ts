@@ -12,13 +12,18 @@ export const MAX_AUDIT_PAGE = 1000;
 
 const whoamiSchema = {
   tags: ['auth'],
-  summary: "The calling token's name and role",
+  summary: "The calling token's name, role, and for pairing tokens their site and expiry",
   response: {
     200: {
       type: 'object',
-      required: ['name', 'role'],
+      required: ['name', 'role', 'site', 'expiresAt'],
       additionalProperties: false,
-      properties: { name: { type: 'string' }, role: { type: 'string', enum: [...ROLES] } },
+      properties: {
+        name: { type: 'string' },
+        role: { type: 'string', enum: [...ROLES] },
+        site: { type: 'string', nullable: true, description: "Pairing tokens: the only site whose gateways they pair with; null: any" },
+        expiresAt: { type: 'string', format: 'date-time', nullable: true, description: 'When the token stops working (pairing links); null: until revoked' },
+      },
     },
     ...authProblems,
   },
@@ -63,7 +68,7 @@ export function registerV1Routes(app: FastifyInstance, deps: V1Deps): void {
     // requireRole has set the principal; the guard satisfies the type, not a real path.
     const p = req.principal;
     if (!p) throw new Error('principal missing after requireRole');
-    return { name: p.name, role: p.role };
+    return { name: p.name, role: p.role, site: p.site, expiresAt: p.expires === null ? null : new Date(p.expires).toISOString() };
   });
 
   app.get<{ Querystring: { limit: number } }>('/v1/audit', { schema: auditSchema, onRequest: deps.auth.requireRole('operator') }, async (req) => ({

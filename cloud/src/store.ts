@@ -22,6 +22,10 @@ export interface TokenRecord {
   created: number;
   /** Epoch ms when revoked, or null while valid. */
   revoked: number | null;
+  /** Pairing tokens: the site whose gateways they may pair with (tags.fieldlink.site); null: every site. */
+  site: string | null;
+  /** Epoch ms after which the token is refused (short-lived pairing links); null: until revoked. */
+  expires: number | null;
 }
 
 /** What `token list` shows: everything but the hash. */
@@ -44,6 +48,8 @@ interface TokenRow {
   hash: string;
   created: number;
   revoked: number | null;
+  site: string | null;
+  expires: number | null;
 }
 
 interface AuditRow {
@@ -108,6 +114,8 @@ const migrations: readonly string[] = [
      added INTEGER NOT NULL,
      PRIMARY KEY (session_id, address)
    );`,
+  `ALTER TABLE tokens ADD COLUMN site TEXT;
+   ALTER TABLE tokens ADD COLUMN expires INTEGER;`,
 ];
 
 export const COMMAND_STATUSES = ['sending', 'queued', 'delivered', 'rejected', 'expired', 'undeliverable', 'failed'] as const;
@@ -275,10 +283,10 @@ export class CloudStore {
     if (this.db.open) this.db.close();
   }
 
-  insertToken(t: { name: string; role: Role; hash: string; created: number }): TokenSummary {
+  insertToken(t: { name: string; role: Role; hash: string; created: number; site?: string | null; expires?: number | null }): TokenSummary {
     try {
-      const info = this.prepare('INSERT INTO tokens (name, role, hash, created) VALUES (?, ?, ?, ?)').run(t.name, t.role, t.hash, t.created);
-      return { id: Number(info.lastInsertRowid), name: t.name, role: t.role, created: t.created, revoked: null };
+      const info = this.prepare('INSERT INTO tokens (name, role, hash, created, site, expires) VALUES (?, ?, ?, ?, ?, ?)').run(t.name, t.role, t.hash, t.created, t.site ?? null, t.expires ?? null);
+      return { id: Number(info.lastInsertRowid), name: t.name, role: t.role, created: t.created, revoked: null, site: t.site ?? null, expires: t.expires ?? null };
     } catch (err) {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && this.findTokenByName(t.name) !== undefined) {
         throw new FieldlinkError('TOKEN_NAME_TAKEN', { message: `a token named "${t.name}" already exists`, details: { name: t.name } });
@@ -298,8 +306,8 @@ export class CloudStore {
   }
 
   listTokens(): TokenSummary[] {
-    const rows = this.query(() => this.prepare('SELECT id, name, role, created, revoked FROM tokens ORDER BY id').all() as Omit<TokenRow, 'hash'>[]);
-    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role as Role, created: r.created, revoked: r.revoked }));
+    const rows = this.query(() => this.prepare('SELECT id, name, role, created, revoked, site, expires FROM tokens ORDER BY id').all() as Omit<TokenRow, 'hash'>[]);
+    return rows.map((r) => ({ id: r.id, name: r.name, role: r.role as Role, created: r.created, revoked: r.revoked, site: r.site, expires: r.expires }));
   }
 
   /** Marks the named token revoked (kept, so the audit log stays readable); TOKEN_NOT_FOUND if none. */
@@ -442,5 +450,5 @@ export class CloudStore {
 }
 
 function toToken(r: TokenRow): TokenRecord {
-  return { id: r.id, name: r.name, role: r.role as Role, hash: r.hash, created: r.created, revoked: r.revoked };
+  return { id: r.id, name: r.name, role: r.role as Role, hash: r.hash, created: r.created, revoked: r.revoked, site: r.site, expires: r.expires };
 }

@@ -72,14 +72,23 @@
     };
   }
 
-  /** The token in `#token=…`, or null; the fragment is dropped at once (history, bookmarks, screenshots). */
-  function tokenFromFragment() {
-    if (!location.hash || location.hash.length < 2) return null;
-    const value = new URLSearchParams(location.hash.slice(1)).get('token');
-    if (value === null) return null;
+  /**
+   * The fragment's parameters (`#token=…`, a label's `#gateway=…&code=…`), or an empty set; the
+   * fragment is dropped at once (history, bookmarks, screenshots). Secrets travel there because
+   * browsers never send the fragment to a server.
+   */
+  function takeFragment() {
+    if (!location.hash || location.hash.length < 2) return new URLSearchParams();
+    const params = new URLSearchParams(location.hash.slice(1));
     history.replaceState(history.state, '', `${location.pathname}${location.search}`);
-    return value.trim() || null;
+    return params;
   }
 
-  window.FieldlinkClient = { ApiError, el, createApi, tokenFromFragment, messageOf };
+  /** The token in `#token=…`, or null (the fragment is dropped). */
+  function tokenFromFragment() {
+    const value = takeFragment().get('token');
+    return value === null ? null : value.trim() || null;
+  }
+
+  window.FieldlinkClient = { ApiError, el, createApi, takeFragment, tokenFromFragment, messageOf };
 })();

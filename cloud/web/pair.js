@@ -5,9 +5,10 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, tokenFromFragment, messageOf } = window.FieldlinkClient;
+  const { ApiError, el, createApi, takeFragment, messageOf } = window.FieldlinkClient;
   const TOKEN_KEY = 'fieldlink.cloud.token';
   const SESSION_KEY = 'fieldlink.pair.session';
+  const LABEL_CODE_KEY = 'fieldlink.pair.labelCode';
   const POLL_MS = 1000;
   const SCAN_MS = 150;
   const SCAN_MAX_WIDTH = 640;
@@ -93,6 +94,19 @@
 
   // ---------------------------------------------------------------- token and sign-in
 
+  /** "pairing, site Osaka plant, until 18:00": what this token may do, and for how long. */
+  function scopeOf(who) {
+    const parts = [String(who.role)];
+    if (typeof who.site === 'string') parts.push(`site ${who.site}`);
+    else if (who.role === 'pairing') parts.push('all sites');
+    if (typeof who.expiresAt === 'string') {
+      const at = new Date(who.expiresAt);
+      const sameDay = at.toDateString() === new Date().toDateString();
+      parts.push(`until ${sameDay ? '' : `${at.getFullYear()}-${pad2(at.getMonth() + 1)}-${pad2(at.getDate())} `}${hhmm(at)}`);
+    }
+    return parts.join(', ');
+  }
+
   function showSignIn(message) {
     epoch += 1;
     token = null;
@@ -124,13 +138,21 @@
       return;
     }
     if (myEpoch !== epoch) return;
-    ui.whoami.textContent = `signed in as ${String(who.name)} (${String(who.role)})`;
+    ui.whoami.textContent = `signed in as ${String(who.name)} (${scopeOf(who)})`;
     if (who.role !== 'pairing' && who.role !== 'operator') {
       say(`Pairing needs a pairing or operator token; this one is ${String(who.role)}.`, 'error');
       return;
     }
     ui.gatewaySection.hidden = false;
     say('');
+    // Opened from a gateway label's link: pair with that gateway straight away.
+    const labelled = sessionStorage.getItem(LABEL_CODE_KEY);
+    if (labelled) {
+      sessionStorage.removeItem(LABEL_CODE_KEY);
+      ui.codeInput.value = labelled.toUpperCase();
+      void onCode(labelled);
+      return;
+    }
     // A reload in the same tab picks up the session it had.
     const saved = sessionStorage.getItem(SESSION_KEY);
     if (saved) {
@@ -406,11 +428,18 @@
 
   // ---------------------------------------------------------------- QR scanning
 
-  /** `fieldlink:pair?gateway=<id>&code=<code>` (or a bare code) -> the code, else null. */
+  /**
+   * A gateway label: `https://…/pair#gateway=<id>&code=<code>` (labels printed with the
+   * companion's URL), `fieldlink:pair?gateway=<id>&code=<code>`, or a bare code -> the code, else null.
+   */
   function codeFromQr(text) {
     const t = text.trim();
     if (/^fieldlink:pair\?/i.test(t)) {
       const code = new URLSearchParams(t.slice(t.indexOf('?') + 1)).get('code');
+      return code ? code.trim() : null;
+    }
+    if (/^https?:\/\/[^#]*\/pair#/i.test(t)) {
+      const code = new URLSearchParams(t.slice(t.indexOf('#') + 1)).get('code');
       return code ? code.trim() : null;
     }
     return /^[A-Z0-9]{4,8}(-[A-Z0-9]{4,8})+$/i.test(t) ? t : null;
@@ -589,9 +618,19 @@
     } else if (pairing && token && !ui.deviceSection.hidden) void poll();
   });
 
-  const fromFragment = tokenFromFragment();
+  const fragment = takeFragment();
+  const fromFragment = fragment.get('token')?.trim() || null;
+  // A gateway label's link (phone camera app): remembered across the sign-in, used once.
+  const labelCode = fragment.get('code')?.trim() || null;
+  if (labelCode) sessionStorage.setItem(LABEL_CODE_KEY, labelCode);
   if (fromFragment) sessionStorage.setItem(TOKEN_KEY, fromFragment);
   token = fromFragment ?? sessionStorage.getItem(TOKEN_KEY);
   if (token) void start();
-  else showSignIn('');
+  else {
+    showSignIn('');
+    if (labelCode) {
+      const gateway = fragment.get('gateway');
+      say(`Label of gateway ${gateway ?? ''} scanned. Sign in with your pairing link or token to pair devices with it.`.replace('gateway  ', 'gateway '));
+    }
+  }
 })();

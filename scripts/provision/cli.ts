@@ -1,11 +1,13 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { FieldlinkError } from '../../common/errors.js';
+import { siteProblem } from '../../common/site.js';
 import { GATEWAY_ID_PATTERN } from '../../gateway/src/contract/gateway-config.js';
 import { hubFilePath, DEFAULT_DATA_DIR as DEFAULT_HUB_DATA_DIR } from '../../cloud/hub/data-dir.js';
 import { listBoardProfiles, loadBoardProfile } from '../boards.js';
 import { parseSensorSpec, type SensorSpec } from './gateway-config.js';
 import type { ProvisionHub } from './identity.js';
+import { companionBaseUrl } from './label.js';
 import { provision, type ProvisionTarget } from './provision.js';
 
 interface ProvisionCliOptions {
@@ -18,6 +20,8 @@ interface ProvisionCliOptions {
   hubConnectionString?: string;
   labelDir: string;
   checkIn?: number;
+  site?: string;
+  companionUrl?: string;
   bundle?: string;
   json?: boolean;
 }
@@ -38,6 +42,12 @@ const defaultIo: ProvisionCliIo = {
 
 function collectSensor(value: string, previous: SensorSpec[]): SensorSpec[] {
   return [...previous, parseSensorSpec(value)];
+}
+
+function siteName(value: string): string {
+  const problem = siteProblem(value);
+  if (problem !== undefined) throw new FieldlinkError('CONFIG_INVALID', { message: problem });
+  return value;
 }
 
 function gatewayId(value: string): string {
@@ -81,6 +91,8 @@ export function registerProvisionCommand(program: Command, io: ProvisionCliIo = 
     .option('--hub <file>', "a local hub's hub.json (default: .fieldlink/hub/hub.json)")
     .option('--hub-connection-string <cs>', 'an IoT Hub connection string with RegistryRead/Write (or FIELDLINK_HUB_REGISTRY_CONNECTION_STRING)')
     .option('--label-dir <dir>', 'where to write <id>-label.svg', '.')
+    .option('--site <name>', 'the site the gateway is installed at (twin tag fieldlink.site); pairing tokens are scoped to a site', siteName)
+    .option('--companion-url <url>', "the cloud companion's public URL: the label's QR opens its pairing page")
     .option('--check-in <s>', 'check-in interval in seconds (default: the gateway default)', (v) => Number(v))
     .option('--bundle <tgz>', 'an installable bundle (npm run bundle) to carry on the card')
     .option('--json', 'print the result as JSON (no QR art)')
@@ -100,6 +112,8 @@ export function registerProvisionCommand(program: Command, io: ProvisionCliIo = 
         target,
         labelDir: resolve(opts.labelDir),
         ...(opts.checkIn === undefined ? {} : { checkInIntervalS: opts.checkIn }),
+        ...(opts.site === undefined ? {} : { site: opts.site }),
+        ...(opts.companionUrl === undefined ? {} : { companionUrl: companionBaseUrl(opts.companionUrl) }),
         ...(opts.bundle === undefined ? {} : { bundle: resolve(opts.bundle) }),
         say: (line) => (opts.json ? lines.push(line) : io.stdout(`${line}\n`)),
         progress: progressPrinter(io),

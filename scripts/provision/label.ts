@@ -1,17 +1,37 @@
 /**
  * The gateway's label: its id, its pairing code and a QR code a phone scans to pair devices
- * with it (issue 8's pairing page reads `fieldlink:pair?gateway=…&code=…`). For the terminal,
- * and as an SVG to print.
+ * with it. With the companion's URL the QR is a link to its pairing page,
+ * `https://companion/pair#gateway=…&code=…` (the phone's own camera app opens it; the code rides
+ * in the fragment, which browsers never send to a server or put in a Referer); without one it is
+ * `fieldlink:pair?gateway=…&code=…`, which the page's in-page scanner reads. Either way the label
+ * only proves someone stands at the gateway: pairing also needs a pairing token or link.
  */
 import QRCode from 'qrcode';
+import { FieldlinkError } from '../../common/errors.js';
 
 export interface Label {
   readonly gatewayId: string;
   readonly pairingCode: string;
+  /** e.g. https://fieldlink.example.com (no trailing /pair). */
+  readonly companionUrl?: string;
+}
+
+/** Throws CONFIG_INVALID unless `url` is an http(s) URL without query or fragment; returns it without a trailing slash. */
+export function companionBaseUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url "${url}" is not a URL (e.g. https://fieldlink.example.com)` });
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url must be https:// (or http:// for localhost), got ${parsed.protocol}` });
+  if (parsed.search !== '' || parsed.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: '--companion-url takes no query or fragment' });
+  return parsed.href.replace(/\/+$/, '');
 }
 
 export function labelPayload(label: Label): string {
-  return `fieldlink:pair?gateway=${encodeURIComponent(label.gatewayId)}&code=${label.pairingCode}`;
+  const fragment = `gateway=${encodeURIComponent(label.gatewayId)}&code=${label.pairingCode}`;
+  return label.companionUrl === undefined ? `fieldlink:pair?${fragment}` : `${companionBaseUrl(label.companionUrl)}/pair#${fragment}`;
 }
 
 /** Text for the terminal: the QR in half-block characters, with the id and code under it. */

@@ -34,6 +34,10 @@ export interface ProvisionOptions {
   /** Where the label SVG goes (default: the current directory). */
   readonly labelDir: string;
   readonly checkInIntervalS?: number;
+  /** The site the gateway is installed at (tags.fieldlink.site): pairing tokens are scoped to one. */
+  readonly site?: string;
+  /** The companion's public URL: the label's QR becomes a link to its pairing page. */
+  readonly companionUrl?: string;
   /** An installable bundle (`npm run bundle`) to carry on the card. */
   readonly bundle?: string;
   /** Human progress lines (never secrets). */
@@ -164,7 +168,7 @@ export async function provision(opts: ProvisionOptions): Promise<ProvisionResult
   // The card first: a bad image or directory must not leave an identity behind in the hub.
   const target = await prepareTarget(opts.target, opts.say, opts.progress);
   const pairingCode = generatePairingCode();
-  const identity = await provisionIdentity(endpoint, opts.gatewayId, pairingCode, { board: opts.board.id });
+  const identity = await provisionIdentity(endpoint, opts.gatewayId, pairingCode, { board: opts.board.id, ...(opts.site === undefined ? {} : { site: opts.site }) });
   opts.say(`${identity.created ? 'created' : 'reused'} gateway identity "${identity.deviceId}" in ${endpoint.hostName}; pairing code hash in its twin tags`);
   const config = gatewayConfigFor({
     gatewayId: opts.gatewayId,
@@ -185,8 +189,8 @@ export async function provision(opts: ProvisionOptions): Promise<ProvisionResult
 
   mkdirSync(opts.labelDir, { recursive: true });
   const labelFile = join(opts.labelDir, `${opts.gatewayId}-label.svg`);
-  writeFileSync(labelFile, await labelSvg({ gatewayId: opts.gatewayId, pairingCode }));
-  opts.say(await labelText({ gatewayId: opts.gatewayId, pairingCode }));
+  writeFileSync(labelFile, await labelSvg({ gatewayId: opts.gatewayId, pairingCode, ...(opts.companionUrl === undefined ? {} : { companionUrl: opts.companionUrl }) }));
+  opts.say(await labelText({ gatewayId: opts.gatewayId, pairingCode, ...(opts.companionUrl === undefined ? {} : { companionUrl: opts.companionUrl }) }));
   const { connectionString: _secret, ...publicIdentity } = identity;
   return {
     identity: publicIdentity,

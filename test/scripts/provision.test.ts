@@ -49,7 +49,7 @@ async function hub(): Promise<TestHub> {
   return th;
 }
 
-type Tags = { fieldlink?: { kind?: string; board?: string; pairing?: PairingCodeHash } };
+type Tags = { fieldlink?: { kind?: string; board?: string; site?: string; pairing?: PairingCodeHash } };
 async function tagsOf(th: TestHub, id: string): Promise<Tags> {
   const twin = (await within(5000, 'getTwin', registryFor(th).getTwin(id))).responseBody as unknown as { tags: Tags };
   return twin.tags;
@@ -158,9 +158,12 @@ t.test('into a directory: identity created and tagged with the pairing hash; con
   t.match(svg, /<svg[\s\S]*site-gw-1[\s\S]*<\/svg>/);
   t.ok(svg.includes(result.pairingCode));
 
-  const again = await provisionCli(args);
+  const again = await provisionCli([...args, '--site', 'Osaka plant', '--companion-url', 'https://pair.example.com/']);
   t.equal(again.code, 0, again.err);
   t.match(again.out, /reused gateway identity "site-gw-1"/);
+  t.equal((await tagsOf(th, 'site-gw-1')).fieldlink?.site, 'Osaka plant', 'the site is tagged: site-scoped pairing tokens find it');
+  const bad = await provisionCli([...args, '--site', 'a/b']);
+  t.equal(bad.code, 1, 'a malformed site is refused');
   t.match(again.out, /pairing code\s+[0-9A-Z]{5}-[0-9A-Z]{5}/, 'the label is printed with the QR code');
   t.equal(readFileSync(secretFile, 'utf8').trim(), cs, 'a re-provisioned card keeps the same key');
   const runcmd = (YAML.parse(readFileSync(join(out, 'user-data'), 'utf8')) as { runcmd: unknown[] }).runcmd;

@@ -118,6 +118,7 @@ t.test('/docs/json: an OpenAPI 3 document listing every route with request and r
     '/v1/gateways/{id}',
     '/v1/gateways/{id}/commands',
     '/v1/gateways/{id}/config',
+    '/v1/pairing/links',
     '/v1/pairing/sessions',
     '/v1/pairing/sessions/{id}',
     '/v1/pairing/sessions/{id}/devices',

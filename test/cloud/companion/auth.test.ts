@@ -30,7 +30,7 @@ t.test('401 without a token, with a bad one, with an unknown one, with a revoked
 
   const ok = await c.app.inject({ method: 'GET', url: '/v1/whoami', headers: bearer(viewer) });
   t.equal(ok.statusCode, 200);
-  t.same(ok.json(), { name: 'v1', role: 'viewer' });
+  t.same(ok.json(), { name: 'v1', role: 'viewer', site: null, expiresAt: null });
 
   c.store.revokeToken('v1', c.clock.now());
   const revoked = await c.app.inject({ method: 'GET', url: '/v1/whoami', headers: bearer(viewer) });
@@ -57,7 +57,7 @@ t.test('roles: viewer and pairing get 403 on /v1/audit, operator 200; whoami for
 
   for (const role of ['operator', 'viewer', 'pairing'] as const) {
     const who = await c.app.inject({ method: 'GET', url: '/v1/whoami', headers: bearer(tokens[role]) });
-    t.same(who.json(), { name: role, role }, `whoami as ${role}`);
+    t.same(who.json(), { name: role, role, site: null, expiresAt: null }, `whoami as ${role}`);
   }
 });
 

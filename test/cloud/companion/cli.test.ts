@@ -42,12 +42,26 @@ t.test('token create / list / revoke round trip on the store in --data', async (
 
   const list = await cli(['token', 'list', '--data', dir]);
   t.equal(list.code, 0);
-  t.match(list.out, /alice\s+operator\s+2026-01-02T00:00:00.000Z\s+active/);
+  t.match(list.out, /alice\s+operator\s+-\s+2026-01-02T00:00:00.000Z\s+active/);
   t.match(list.out, /bob\s+viewer/);
   t.notOk(list.out.includes(token), 'no token in the list');
   const json = await cli(['token', 'list', '--json', '--data', dir]);
   const listed = JSON.parse(json.out) as Record<string, unknown>[];
-  t.same(listed.map((r) => Object.keys(r).sort()), [['created', 'id', 'name', 'revoked', 'role'], ['created', 'id', 'name', 'revoked', 'role']], 'no hashes');
+  t.same(listed.map((r) => Object.keys(r).sort()), [['created', 'expires', 'id', 'name', 'revoked', 'role', 'site'], ['created', 'expires', 'id', 'name', 'revoked', 'role', 'site']], 'no hashes');
+
+  // Pairing tokens say their scope: a site, or explicitly all sites; a link and an expiry on request.
+  const unscoped = await cli(['token', 'create', '--role', 'pairing', '--name', 'phone', '--data', dir]);
+  t.equal(unscoped.code, 1);
+  t.match(unscoped.err, /--site SITE .* or --all-sites/);
+  const scoped = await cli(['token', 'create', '--role', 'pairing', '--name', 'osaka-phone', '--site', 'Osaka plant', '--expires-in', '8h', '--link', 'https://pair.example.com/', '--data', dir]);
+  t.equal(scoped.code, 0, scoped.err);
+  const pairingToken = scoped.out.split('\n')[0] ?? '';
+  t.match(scoped.out, /\(pairing; site Osaka plant, expires 2026-01-02T08:00:00.000Z\)/);
+  t.ok(scoped.out.includes(`pairing link (secret; send it to the phone only): https://pair.example.com/pair#token=${pairingToken}`), 'the link carries the token in its fragment');
+  t.match((await cli(['token', 'list', '--data', dir])).out, /osaka-phone\s+pairing\s+Osaka plant\s+\S+\s+active until 2026-01-02T08:00:00.000Z/);
+  t.equal((await cli(['token', 'create', '--role', 'pairing', '--name', 'p2', '--all-sites', '--expires-in', '10s', '--data', dir])).code, 1, 'an expiry under a minute is refused');
+  t.equal((await cli(['token', 'create', '--role', 'viewer', '--name', 'v2', '--site', 'Osaka plant', '--data', dir])).code, 1, 'a site only for pairing tokens');
+  t.equal((await cli(['token', 'create', '--role', 'pairing', '--name', 'p3', '--site', 'bad/site', '--data', dir])).code, 1, 'a malformed site is refused');
 
   const dup = await cli(['token', 'create', '--role', 'viewer', '--name', 'alice', '--data', dir]);
   t.equal(dup.code, 1);
@@ -58,7 +72,7 @@ t.test('token create / list / revoke round trip on the store in --data', async (
 
   const revoked = await cli(['token', 'revoke', 'alice', '--data', dir]);
   t.equal(revoked.code, 0, revoked.err);
-  t.match((await cli(['token', 'list', '--data', dir])).out, /alice\s+operator\s+\S+\s+revoked 2026-01-02/);
+  t.match((await cli(['token', 'list', '--data', dir])).out, /alice\s+operator\s+-\s+\S+\s+revoked 2026-01-02/);
   const missing = await cli(['token', 'revoke', 'carol', '--data', dir]);
   t.equal(missing.code, 1);
   t.match(missing.err, /\[TOKEN_NOT_FOUND\]/);
@@ -69,6 +83,7 @@ t.test('token create / list / revoke round trip on the store in --data', async (
     store.listAudit(10).map((e) => [e.tokenName, e.action, e.target]),
     [
       ['cli', 'token.revoke', 'alice'],
+      ['cli', 'token.create', 'osaka-phone'],
       ['cli', 'token.create', 'bob'],
       ['cli', 'token.create', 'alice'],
     ],

@@ -22,13 +22,13 @@ export interface Companion {
 }
 
 /** A companion app on a store in a fresh temp dir, fake time, a fake IoT Hub and a captured debug log. */
-export async function companion(opts: { rateLimit?: RateLimitOptions; background?: boolean } = {}): Promise<Companion> {
+export async function companion(opts: { rateLimit?: RateLimitOptions; background?: boolean; publicUrl?: string } = {}): Promise<Companion> {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-'));
   const store = CloudStore.open(dir);
   const clock = new FakeClock();
   const log = captureLog('trace');
   const hub = new FakeFleetHub();
-  const app = await build({ store, log: log.logger, clock, hub, background: opts.background ?? false, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}) });
+  const app = await build({ store, log: log.logger, clock, hub, background: opts.background ?? false, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}), ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}) });
   return {
     app,
     store,

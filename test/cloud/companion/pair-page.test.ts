@@ -41,9 +41,11 @@ interface Session {
 
 const PAIRING = 'flc_pairing-token-for-the-pair-page-test-00000000';
 const VIEWER = 'flc_viewer-token-for-the-pair-page-test-000000000';
-const tokens = new Map<string, { name: string; role: string }>([
+const LINK = 'flc_short-lived-link-token-for-the-pair-page-0000';
+const tokens = new Map<string, { name: string; role: string; site?: string; expiresAt?: string }>([
   [PAIRING, { name: 'pat', role: 'pairing' }],
   [VIEWER, { name: 'bob', role: 'viewer' }],
+  [LINK, { name: 'osaka-link', role: 'pairing', site: 'Osaka plant', expiresAt: new Date(Date.now() + 3_600_000).toISOString() }],
 ]);
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -170,7 +172,7 @@ t.test('phone: typed code → session; two typed devices → waiting → receivi
   const { page, errors } = await browser.open(PHONE);
   await page.goto(`${base}/pair#token=${PAIRING}`);
   await page.getByLabel("Code on the gateway's label").waitFor();
-  t.equal(await textOf(page, 'whoami'), 'signed in as pat (pairing)');
+  t.equal(await textOf(page, 'whoami'), 'signed in as pat (pairing, all sites)');
   t.notOk(page.url().includes('#'), 'token fragment dropped');
   await saveScreenshot(page, 'pair-phone-1-code');
 
@@ -336,7 +338,8 @@ t.test('scanning through a (fake) camera: the label opens the session, the weara
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const clip = join(dir, 'qr.y4m');
   // Two seconds of the gateway label, then two of a wearable: each scan must skip the other's code.
-  writeFileSync(clip, qrClip(['fieldlink:pair?gateway=gw-north-1&code=7K3QX-M9P2D', 'fieldlink:device?address=aa:bb:cc:dd:ee:31&profile=environmental_sensing'], 10));
+  // The label as printed with --companion-url (a link), then a wearable.
+  writeFileSync(clip, qrClip(['https://fieldlink.example.com/pair#gateway=gw-north-1&code=7K3QX-M9P2D', 'fieldlink:device?address=aa:bb:cc:dd:ee:31&profile=environmental_sensing'], 10));
   const camera = await launchBrowser(t, {
     args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
   });
@@ -356,6 +359,28 @@ t.test('scanning through a (fake) camera: the label opens the session, the weara
   t.match(await textOf(page, 'device-AA:BB:CC:DD:EE:31'), /Environment sensor/);
   t.ok(await page.getByTestId('scanner').isHidden());
   await saveScreenshot(page, 'pair-phone-scanned');
+  t.same(errors, []);
+  await page.close();
+});
+
+t.test("a gateway label's link opened by the phone camera: sign in with a pairing link, the session opens by itself", async (t) => {
+  const { page, errors } = await browser.open(PHONE);
+  const posts = seen.sessionPosts.length;
+  // What the label QR holds when provisioned with --companion-url.
+  await page.goto(`${base}/pair#gateway=gw-north-1&code=7K3QX-M9P2D`);
+  await until(page, 'status', /Label of gateway gw-north-1 scanned\. Sign in with your pairing link or token/);
+  t.notOk(page.url().includes('#'), 'the code leaves the address bar at once');
+  t.equal(seen.sessionPosts.length, posts, 'nothing is posted before signing in');
+  await saveScreenshot(page, 'pair-phone-label-link');
+  await page.getByLabel('Token').fill(LINK);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await until(page, 'session-info', /^Pairing with gw-north-1 — online$/);
+  t.same(seen.sessionPosts.slice(posts), [{ code: '7K3QX-M9P2D' }], 'one session, from the label');
+  t.match(await textOf(page, 'whoami'), /^signed in as osaka-link \(pairing, site Osaka plant, until \d\d:\d\d\)$/, 'the scope and expiry of the link are shown');
+  // Reloading does not open another session from the (used) label code.
+  await page.reload();
+  await until(page, 'session-info', /^Pairing with gw-north-1/);
+  t.equal(seen.sessionPosts.length, posts + 1, 'the label code is used once');
   t.same(errors, []);
   await page.close();
 });

@@ -27,7 +27,7 @@ t.test('the store file is owner-only, in WAL mode, with its tables', async (t) =
   t.same(tables, ['audit', 'commands', 'pairing_devices', 'pairing_sessions', 'tokens']);
   const commandCols = (raw.prepare('PRAGMA table_info(commands)').all() as { name: string }[]).map((c) => c.name);
   t.same(commandCols, ['id', 'gateway', 'type', 'payload', 'status', 'message_id', 'created', 'updated', 'expires_at', 'status_reason', 'requested_by', 'stay_for_s', 'follow_up', 'follow_up_of']);
-  t.equal(raw.pragma('user_version', { simple: true }), 3, 'every migration ran');
+  t.equal(raw.pragma('user_version', { simple: true }), 4, 'every migration ran');
 });
 
 t.test('tokens: hash stored, never the token; names unique; revoke keeps the row', async (t) => {
@@ -35,19 +35,19 @@ t.test('tokens: hash stored, never the token; names unique; revoke keeps the row
   const store = CloudStore.open(dir);
   t.teardown(() => store.close());
   const { token, record } = issueToken(store, { name: 'ops', role: 'operator', now: 1000 });
-  t.same(record, { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: null });
+  t.same(record, { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: null, site: null, expires: null });
 
   const raw = new Database(join(dir, CLOUD_DB_FILE), { readonly: true });
   t.teardown(() => raw.close());
   const rows = raw.prepare('SELECT * FROM tokens').all() as Record<string, unknown>[];
-  t.same(rows, [{ id: 1, name: 'ops', role: 'operator', hash: hashToken(token), created: 1000, revoked: null }]);
+  t.same(rows, [{ id: 1, name: 'ops', role: 'operator', hash: hashToken(token), created: 1000, revoked: null, site: null, expires: null }]);
   t.notOk(JSON.stringify(rows).includes(token));
 
   t.throws(() => issueToken(store, { name: 'ops', role: 'viewer', now: 2000 }), { code: 'TOKEN_NAME_TAKEN' });
   t.throws(() => store.revokeToken('nobody', 1), { code: 'TOKEN_NOT_FOUND' });
-  t.same(store.revokeToken('ops', 3000), { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 3000 });
+  t.same(store.revokeToken('ops', 3000), { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 3000, site: null, expires: null });
   t.equal(store.revokeToken('ops', 4000).revoked, 3000, 'revoking twice keeps the first time');
-  t.same(store.listTokens(), [{ id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 3000 }]);
+  t.same(store.listTokens(), [{ id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 3000, site: null, expires: null }]);
 });
 
 t.test('audit: newest first, limited, details round-trip; survives reopening', async (t) => {

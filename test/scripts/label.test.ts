@@ -1,0 +1,17 @@
+import t from 'tap';
+import { companionBaseUrl, labelPayload, labelSvg } from '../../scripts/provision/label.js';
+
+t.test('the label QR: a pairing-page link with the companion URL, the fieldlink: form without', async (t) => {
+  t.equal(labelPayload({ gatewayId: 'gw 1', pairingCode: '7K3QX-M9P2D' }), 'fieldlink:pair?gateway=gw%201&code=7K3QX-M9P2D');
+  t.equal(
+    labelPayload({ gatewayId: 'gw-1', pairingCode: '7K3QX-M9P2D', companionUrl: 'https://pair.example.com/' }),
+    'https://pair.example.com/pair#gateway=gw-1&code=7K3QX-M9P2D',
+    'the code rides in the fragment, never sent to a server',
+  );
+  t.equal(companionBaseUrl('https://example.com/fieldlink/'), 'https://example.com/fieldlink', 'a path prefix is kept');
+  t.throws(() => companionBaseUrl('example.com'), { code: 'CONFIG_INVALID', message: /not a URL/ });
+  t.throws(() => companionBaseUrl('ftp://example.com'), { code: 'CONFIG_INVALID', message: /https/ });
+  t.throws(() => companionBaseUrl('https://example.com/?a=1'), { code: 'CONFIG_INVALID', message: /no query/ });
+  const svg = await labelSvg({ gatewayId: 'gw<1>', pairingCode: '7K3QX-M9P2D', companionUrl: 'https://pair.example.com' });
+  t.ok(svg.includes('gw&lt;1&gt;'), 'the id is escaped');
+});
