@@ -14,6 +14,7 @@ import type { Page } from 'playwright-core';
 import t, { type Test } from 'tap';
 import { generatePairingCode, hashPairingCode } from '../../common/pairing-code.js';
 import { startPrivateBus } from '../../sensors/dbus/private-bus.js';
+import { devicePairingPayload } from '../../sensors/ble/device-label.js';
 import { startFakeBluez } from '../../sensors/ble/emulator/fake-bluez.js';
 import { PHONE, launchBrowser, saveScreenshot, type TestBrowser } from '../helpers/browser.js';
 import { eventually, within } from '../helpers/deadline.js';
@@ -29,7 +30,7 @@ const DEV_1 = 'AA:BB:CC:DD:EE:01';
 const DEV_2 = 'AA:BB:CC:DD:EE:02';
 const DEV_3 = 'AA:BB:CC:DD:EE:03';
 const DEV_4 = 'AA:BB:CC:DD:EE:04';
-const qrText = (address: string) => `fieldlink:device?address=${address}&profile=heart_rate`;
+const qrText = (address: string) => devicePairingPayload({ address, profile: 'heart_rate' });
 /** The emulator's object path ends in the address with underscores (…/dev_AA_BB_CC_DD_EE_01). */
 const pathSuffix = (address: string) => address.slice(-5).replace(':', '_');
 
