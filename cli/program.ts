@@ -8,6 +8,20 @@ import { Command } from 'commander';
 export type CommandRegistrar = (program: Command) => void;
 
 /**
+ * `emulate`: the sensor emulators (sensors/) and the fleet connection-history generator, which
+ * lives in cloud/ (it needs the geolocation database) where sensors/ may not reach.
+ */
+async function loadEmulateCommands(): Promise<CommandRegistrar> {
+  const [sensors, fleet] = await Promise.all([import('../sensors/cli.js'), import('../cloud/src/locations/emulate-fleet-cli.js')]);
+  return (program) => {
+    sensors.registerEmulateCommands(program);
+    const emulate = program.commands.find((c) => c.name() === 'emulate');
+    if (emulate === undefined) throw new Error('sensors/cli.js did not register the emulate command');
+    fleet.registerFleetHistoryEmulator(emulate);
+  };
+}
+
+/**
  * Top-level commands and where they live, loaded on demand: `fieldlink gateway` on a Pi must not
  * pay the memory of the local hub's server code (fastify, rhea, node-forge) it never runs.
  */
@@ -15,7 +29,7 @@ export const commandModules: readonly { readonly name: string; readonly load: ()
   { name: 'hub', load: async () => (await import('../cloud/hub/cli.js')).registerHubCommands },
   { name: 'cloud', load: async () => (await import('../cloud/src/cli.js')).registerCloudCommands },
   { name: 'gateway', load: async () => (await import('../gateway/src/cli.js')).registerGatewayCommand },
-  { name: 'emulate', load: async () => (await import('../sensors/cli.js')).registerEmulateCommands },
+  { name: 'emulate', load: loadEmulateCommands },
   { name: 'demo', load: async () => (await import('./demo.js')).registerDemoCommand },
   { name: 'provision', load: async () => (await import('../scripts/provision/cli.js')).registerProvisionCommand },
   { name: 'doctor', load: async () => (await import('../scripts/doctor/cli.js')).registerDoctorCommand },
