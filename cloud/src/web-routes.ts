@@ -40,10 +40,13 @@ function webFiles(): WebFile[] {
   return [
     { route: '/fleet', file: 'fleet.html', kind: 'html' },
     { route: '/pair', file: 'pair.html', kind: 'html' },
+    { route: '/map', file: 'map.html', kind: 'html' },
     { route: '/web/client.js', file: 'client.js', kind: 'js' },
     { route: '/web/fleet.js', file: 'fleet.js', kind: 'js' },
     { route: '/web/fleet.css', file: 'fleet.css', kind: 'css' },
     { route: '/web/pair.js', file: 'pair.js', kind: 'js' },
+    { route: '/web/map.js', file: 'map.js', kind: 'js' },
+    { route: '/web/map.css', file: 'map.css', kind: 'css' },
     { route: '/web/pair.css', file: 'pair.css', kind: 'css' },
     { route: '/web/vendor/jsQR.js', file: jsQrFile(), kind: 'js' },
   ];
