@@ -46,6 +46,7 @@ export const errorCodes = {
   PAIRING_CODE_UNKNOWN: { retryable: false, summary: 'no gateway has this pairing code; check the label' },
   PAIRING_SESSION_NOT_FOUND: { retryable: false, summary: 'no pairing session with this id' },
   PAIRING_SESSION_EXPIRED: { retryable: false, summary: 'the pairing session has expired; start a new one with the pairing code' },
+  LOCATION_OVERRIDE_NOT_FOUND: { retryable: false, summary: 'the gateway has no location override' },
   PAIRING_DEVICE_NOT_FOUND: { retryable: false, summary: 'the device was not added in this pairing session' },
   DEVICE_PAIRED_ELSEWHERE: { retryable: false, summary: 'the device is already paired with another gateway' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;

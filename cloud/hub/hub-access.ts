@@ -240,3 +240,13 @@ export async function openHubAccess(dataDir: string): Promise<HubAccess> {
   if (await isRunning(hub)) return new RunningHub(hub);
   return new OfflineHub(hub, openDb(hub.dbFile));
 }
+
+/**
+ * Reads a running local hub's connection log over HTTPS (its service policy), for the companion
+ * to pull in the default setup. Azure has no such endpoint: there, diagnostic settings export
+ * the log and something posts it to the companion (docs/locations.md).
+ */
+export function localConnectionLogReader(hubJson: string): (q: ConnectionLogQuery) => Promise<ConnectionLogPage> {
+  const hub = new RunningHub(readHubFile(hubJson));
+  return (q) => hub.connectionLog(q);
+}

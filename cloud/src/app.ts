@@ -13,6 +13,7 @@ import type { FleetHub } from './fleet-hub.js';
 import { httpStatusOf, problemOf, problemSchema, toFieldlinkError } from './problem.js';
 import { registerCommandRoutes } from './routes-commands.js';
 import { registerConfigRoutes } from './routes-config.js';
+import { registerLocationRoutes, type LocationServices } from './locations/routes-locations.js';
 import { registerPairingRoutes } from './routes-pairing.js';
 import { registerGatewayRoutes } from './routes-gateways.js';
 import { registerV1Routes } from './routes-v1.js';
@@ -38,6 +39,8 @@ export interface BuildOptions {
   feedbackRetryMs?: { min: number; max: number };
   /** The most commands pending per gateway (IoT Hub's queue holds 50). */
   maxPendingCommands?: number;
+  /** Fleet locations (issue 9): connection-log ingest, analytics, the map; absent, those routes are not served. */
+  locations?: LocationServices;
   /** How phones reach the companion (e.g. https://fieldlink.example.com), for pairing links; default: the request's own origin. */
   publicUrl?: string;
 }
@@ -163,11 +166,13 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
     app.addHook('onReady', async () => {
       cache.start();
       feedback.start();
+      opts.locations?.tags.start();
     });
   }
   app.addHook('onClose', async () => {
     cache.stop();
     await feedback.stop();
+    await opts.locations?.tags.stop();
   });
 
   const services: CompanionServices = { store: opts.store, clock, log, auth, hub: opts.hub, cache, commands };
@@ -176,6 +181,7 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   registerCommandRoutes(app, services);
   registerConfigRoutes(app, services);
   registerPairingRoutes(app, services, opts.publicUrl === undefined ? {} : { publicUrl: opts.publicUrl });
+  if (opts.locations) registerLocationRoutes(app, services, opts.locations);
   registerWebRoutes(app);
   return app;
 }

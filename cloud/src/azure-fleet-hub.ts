@@ -255,6 +255,11 @@ export class AzureFleetHub implements FleetHub {
     }
   }
 
+  async patchTags(deviceId: string, patch: JsonObject): Promise<HubTwin> {
+    const twin = await this.call(`update the tags of "${deviceId}"`, deviceId, async () => (await this.registry.updateTwin(deviceId, { tags: patch }, '*')).responseBody);
+    return toHubTwin(twin as unknown as SdkTwin);
+  }
+
   async listTwins(): Promise<HubTwin[]> {
     const query = this.registry.createQuery('SELECT * FROM devices', this.opts.queryPageSize ?? 1000);
     const twins: HubTwin[] = [];

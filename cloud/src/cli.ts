@@ -111,6 +111,7 @@ export function registerCloudCommands(program: Command, io: CloudCliIo = { stdou
     .option('--hub-connection-string <cs>', 'IoT Hub service connection string (prefer FIELDLINK_HUB_SERVICE_CONNECTION_STRING: argv is visible to other users)')
     .option('--registry-connection-string <cs>', 'registry connection string, when the service one lacks RegistryRead/Write (default: the hub one)')
     .option('--hub-ca <file>', 'PEM CA to trust for the hub (a local hub reached by connection string)')
+    .option('--no-locations', 'do not locate gateways from connection logs (saves the IP database: about 135 MB of memory)')
     .option('--public-url <url>', 'how phones reach the companion (pairing links), e.g. https://fieldlink.example.com; default: the request origin')
     .option('--log-level <level>', 'pino log level', 'info')
     .addHelpText(
@@ -120,13 +121,14 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
   FIELDLINK_HUB_SERVICE_CONNECTION_STRING   a policy with ServiceConnect (Azure's "service")
   FIELDLINK_HUB_REGISTRY_CONNECTION_STRING  a policy with RegistryRead + RegistryWrite ("registryReadWrite")`,
     )
-    .action(async (opts: { data: string; port: number; logLevel: string; publicUrl?: string } & HubOptions) => {
+    .action(async (opts: { data: string; port: number; logLevel: string; publicUrl?: string; locations: boolean } & HubOptions) => {
       const log = createLogger({ name: 'fieldlink', level: opts.logLevel });
       const running = await startCloudServer({
         dataDir: opts.data,
         port: opts.port,
         log,
         hub: hubSource(opts, process.env),
+        ...(opts.locations ? {} : { locations: false as const }),
         ...(opts.publicUrl === undefined ? {} : { app: { publicUrl: opts.publicUrl.replace(/\/+$/, '') } }),
       });
       io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);

@@ -66,6 +66,8 @@ export interface FleetHub {
    * PRECONDITION_FAILED (with the current etag) when it is not.
    */
   patchDesired(deviceId: string, patch: JsonObject, etag: string): Promise<HubTwin>;
+  /** Merges `patch` into the twin's tags (no etag check: tags here are written by one owner per key). */
+  patchTags(deviceId: string, patch: JsonObject): Promise<HubTwin>;
   /** Every twin (the fleet), paged through the device query. */
   listTwins(): Promise<HubTwin[]>;
   /** C2D messages queued for the device (IoT Hub caps the queue at 50). */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { FieldlinkError } from '../../common/errors.js';
 
-export const ROLES = ['operator', 'viewer', 'pairing'] as const;
+export const ROLES = ['operator', 'viewer', 'pairing', 'ingest'] as const;
 export type Role = (typeof ROLES)[number];
 
 export function isRole(value: unknown): value is Role {
@@ -116,6 +116,21 @@ const migrations: readonly string[] = [
    );`,
   `ALTER TABLE tokens ADD COLUMN site TEXT;
    ALTER TABLE tokens ADD COLUMN expires INTEGER;`,
+  // The ingest role (connection logs posted by an Azure Function or Logic App): SQLite cannot
+  // alter a CHECK, so the table is rebuilt with its rows and ids.
+  `CREATE TABLE tokens_v5 (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     name TEXT NOT NULL UNIQUE,
+     role TEXT NOT NULL CHECK (role IN ('operator', 'viewer', 'pairing', 'ingest')),
+     hash TEXT NOT NULL UNIQUE,
+     created INTEGER NOT NULL,
+     revoked INTEGER,
+     site TEXT,
+     expires INTEGER
+   );
+   INSERT INTO tokens_v5 (id, name, role, hash, created, revoked, site, expires) SELECT id, name, role, hash, created, revoked, site, expires FROM tokens;
+   DROP TABLE tokens;
+   ALTER TABLE tokens_v5 RENAME TO tokens;`,
 ];
 
 export const COMMAND_STATUSES = ['sending', 'queued', 'delivered', 'rejected', 'expired', 'undeliverable', 'failed'] as const;

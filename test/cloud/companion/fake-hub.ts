@@ -24,6 +24,8 @@ export class FakeFleetHub implements FleetHub {
   /** When set, every call fails with it (an unreachable hub). */
   down: FieldlinkError | undefined;
   listCalls = 0;
+  /** Every tags patch, in order: location writes must happen only when a location changes. */
+  readonly tagPatches: { deviceId: string; patch: JsonObject }[] = [];
   subscribeCalls = 0;
   /** When set, listTwins waits for it before answering (a slow device query). */
   listGate: Promise<void> | undefined;
@@ -92,6 +94,14 @@ export class FakeFleetHub implements FleetHub {
     if (etag !== '*' && etag !== t.etag) throw new FieldlinkError('PRECONDITION_FAILED', { message: 'etag mismatch', details: { currentEtag: t.etag } });
     const version = (typeof t.desired.$version === 'number' ? t.desired.$version : 0) + 1;
     const next: HubTwin = { ...t, etag: `e${++this.etagSeq}`, desired: { ...mergePatch(t.desired, patch), $version: version } };
+    this.twins.set(deviceId, next);
+    return structuredClone(next);
+  }
+
+  async patchTags(deviceId: string, patch: JsonObject): Promise<HubTwin> {
+    const t = this.check(deviceId) as HubTwin;
+    this.tagPatches.push({ deviceId, patch: structuredClone(patch) });
+    const next: HubTwin = { ...t, etag: `e${++this.etagSeq}`, tags: mergePatch(t.tags, patch) };
     this.twins.set(deviceId, next);
     return structuredClone(next);
   }

@@ -6,6 +6,10 @@ import { FakeClock } from '../../../common/clock.js';
 import { build } from '../../../cloud/src/app.js';
 import { issueToken, type RateLimitOptions } from '../../../cloud/src/auth.js';
 import { CloudStore, type Role } from '../../../cloud/src/store.js';
+import type { IpGeolocator } from '../../../cloud/src/locations/ip-geolocation.js';
+import { createLocationServices } from '../../../cloud/src/locations/location-services.js';
+import { LocationStore } from '../../../cloud/src/locations/location-store.js';
+import type { LocationServices } from '../../../cloud/src/locations/routes-locations.js';
 import { FakeFleetHub } from './fake-hub.js';
 import { captureLog, type CapturedLog } from '../../helpers/hub.js';
 
@@ -16,19 +20,23 @@ export interface Companion {
   log: CapturedLog;
   hub: FakeFleetHub;
   dir: string;
+  /** Present when built with a geolocator: the fleet-locations services. */
+  locations?: LocationServices;
   /** Issues a token with `role` named `name` (default: the role) and returns it in clear. */
   token(role: Role, name?: string): string;
   cleanup(): Promise<void>;
 }
 
 /** A companion app on a store in a fresh temp dir, fake time, a fake IoT Hub and a captured debug log. */
-export async function companion(opts: { rateLimit?: RateLimitOptions; background?: boolean; publicUrl?: string } = {}): Promise<Companion> {
+export async function companion(opts: { rateLimit?: RateLimitOptions; background?: boolean; publicUrl?: string; geolocator?: IpGeolocator; wallMs?: number } = {}): Promise<Companion> {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-cloud-'));
   const store = CloudStore.open(dir);
-  const clock = new FakeClock();
+  const clock = new FakeClock(opts.wallMs === undefined ? {} : { wallMs: opts.wallMs });
   const log = captureLog('trace');
   const hub = new FakeFleetHub();
-  const app = await build({ store, log: log.logger, clock, hub, background: opts.background ?? false, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}), ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}) });
+  const locationStore = opts.geolocator ? LocationStore.open(dir) : undefined;
+  const locations = opts.geolocator && locationStore ? createLocationServices({ store: locationStore, geolocator: opts.geolocator, hub, clock, log: log.logger }) : undefined;
+  const app = await build({ store, log: log.logger, clock, hub, background: opts.background ?? false, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}), ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}), ...(locations ? { locations } : {}) });
   return {
     app,
     store,
@@ -36,10 +44,12 @@ export async function companion(opts: { rateLimit?: RateLimitOptions; background
     log,
     hub,
     dir,
+    ...(locations ? { locations } : {}),
     token: (role, name = role) => issueToken(store, { name, role, now: clock.now() }).token,
     async cleanup() {
       await app.close();
       store.close();
+      locationStore?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -27,7 +27,7 @@ t.test('the store file is owner-only, in WAL mode, with its tables', async (t) =
   t.same(tables, ['audit', 'commands', 'pairing_devices', 'pairing_sessions', 'tokens']);
   const commandCols = (raw.prepare('PRAGMA table_info(commands)').all() as { name: string }[]).map((c) => c.name);
   t.same(commandCols, ['id', 'gateway', 'type', 'payload', 'status', 'message_id', 'created', 'updated', 'expires_at', 'status_reason', 'requested_by', 'stay_for_s', 'follow_up', 'follow_up_of']);
-  t.equal(raw.pragma('user_version', { simple: true }), 4, 'every migration ran');
+  t.equal(raw.pragma('user_version', { simple: true }), 5, 'every migration ran');
 });
 
 t.test('tokens: hash stored, never the token; names unique; revoke keeps the row', async (t) => {
