@@ -1,5 +1,6 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import pino from 'pino';
 import { createLogger, type Logger } from '../common/log.js';
@@ -19,6 +20,9 @@ import type { GatewayRuntime } from '../gateway/src/app/gateway.js';
 import { issueToken } from '../cloud/src/auth.js';
 import { startCloudServer, type RunningCloud } from '../cloud/src/server.js';
 import { CloudStore } from '../cloud/src/store.js';
+import { publicIpTagPatch } from '../cloud/hub/connection-log.js';
+import { generateFleetHistory } from '../cloud/src/locations/fleet-history.js';
+import { openIpGeolocator } from '../cloud/src/locations/ip-geolocation.js';
 
 const DEMO_GATEWAY = 'demo-gateway';
 /** dist/cli/demo.js → the package root's hardware/scenarios/demo.yaml. */
@@ -48,6 +52,42 @@ function demoOperatorToken(cloudDir: string, file: string): string {
   } finally {
     store.close();
   }
+}
+
+/** The address the local hub logs for the demo gateway (60.35.1.XXX: Osaka in DB-IP's city lite database). */
+const DEMO_PUBLIC_IP = '60.35.1.23';
+const DEMO_FLEET = { devices: 400, months: 18, seed: 20_261_123 };
+
+/**
+ * A sales-sized installed base for the map: `fieldlink emulate fleet`'s history of 400 gateways
+ * over 18 months, posted once per data directory to the companion's ingest route, as an Event
+ * Hub function would post Azure's resource logs.
+ */
+async function ingestDemoFleet(cloud: RunningCloud, token: string): Promise<string> {
+  const headers = { authorization: `Bearer ${token}` };
+  const seen = await cloud.app.inject({ method: 'GET', url: '/v1/gateways/gw-000001/location', headers });
+  if (seen.statusCode === 404) return 'locations are off';
+  if (seen.statusCode === 200 && seen.json<{ lastConnect: string | null }>().lastConnect !== null) return `the emulated fleet's history is already in ${DEMO_FLEET.devices} gateways`;
+  const geolocator = await openIpGeolocator();
+  const records = generateFleetHistory({ ...DEMO_FLEET, now: Date.now(), geolocator });
+  function* chunks(): Generator<string> {
+    yield '{"records":[';
+    let sep = '';
+    let buffered = '';
+    for (const r of records) {
+      buffered += sep + JSON.stringify(r);
+      sep = ',';
+      if (buffered.length >= 65_536) {
+        yield buffered;
+        buffered = '';
+      }
+    }
+    yield `${buffered}]}`;
+  }
+  const res = await cloud.app.inject({ method: 'POST', url: '/v1/ingest/connection-logs', headers: { ...headers, 'content-type': 'application/json' }, payload: Readable.from(chunks()) });
+  if (res.statusCode !== 200) return `the emulated fleet was not ingested: HTTP ${res.statusCode} ${res.body.slice(0, 200)}`;
+  const r = res.json<{ accepted: number; devicesUpdated: number }>();
+  return `${r.accepted} connection records of ${r.devicesUpdated} emulated gateways over ${DEMO_FLEET.months} months ingested`;
 }
 
 /** The demo gateway as the companion shows it to an operator, on one line (read fresh from the twin). */
@@ -122,6 +162,9 @@ export function registerDemoCommand(program: Command): void {
         say(`local IoT Hub: amqps://${hub.hub.hostName}:${hub.hub.amqpPort}  https://${hub.hub.hostName}:${hub.hub.httpsPort}`);
         say(`  connection strings: ${hubFilePath(dataDir)} (mode 0600); try: npx fieldlink hub events --data ${opts.data} --decode`);
         if (!hub.registry.get(DEMO_GATEWAY)) hub.createDevice(DEMO_GATEWAY);
+        // On loopback every client is 127.0.0.1: the hub logs this address instead (an Osaka
+        // one in the IP database), so the companion can place the demo gateway on its map.
+        hub.registry.patchTwin(DEMO_GATEWAY, { tags: publicIpTagPatch(DEMO_PUBLIC_IP) }, '*');
         const csFile = join(demoDir, 'connection-string');
         writeFileSync(csFile, hub.deviceConnectionString(DEMO_GATEWAY), { mode: 0o600 });
         const caFile = join(demoDir, 'hub-ca.pem');
@@ -171,6 +214,8 @@ export function registerDemoCommand(program: Command): void {
         say(`  fleet page: ${companion.url}/fleet — sign in with the operator token in ${tokenFile}`);
         say(`  try: curl -s -H "Authorization: Bearer $(cat ${tokenFile})" ${companion.url}/v1/gateways`);
         say(`       curl -s -X POST -H "Authorization: Bearer $(cat ${tokenFile})" -H 'content-type: application/json' -d '{"type":"wake","forS":30}' ${companion.url}/v1/gateways/${DEMO_GATEWAY}/commands`);
+        const fleet = await ingestDemoFleet(companion, token);
+        say(`  fleet map: ${companion.url}/map — ${fleet}; ${DEMO_GATEWAY} is placed from the local hub's connection log`);
         const onEvent = (e: StoredEvent): void => {
           if (e.deviceId === DEMO_GATEWAY) say(describeArrival(e));
         };

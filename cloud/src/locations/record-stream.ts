@@ -186,7 +186,7 @@ class Scanner {
       throw new ResourceLogDocumentError(total === 0 ? 'the document is empty' : 'the document holds no JSON object', total);
     }
     let where: string;
-    if (this.phase === ELEMENT) where = `inside record ${this.index}`;
+    if (this.phase === ELEMENT) where = `inside record ${this.index}, which starts at byte ${this.elemOffset}`;
     else if (this.phase === ARRAY_FIRST || this.phase === ARRAY_NEXT) where = 'before the "records" array closes';
     else if (this.phase === IN_KEY || (this.phase === SKIP && this.inString)) where = 'inside a string';
     else where = 'before the top-level object closes';
