@@ -44,6 +44,10 @@
   let session = 0;
   /** Bumped per load so a slow answer for an earlier level cannot overwrite a newer one. */
   let loadSeq = 0;
+  /** Bumped per map request (a load, or a re-fetch after a resize): only the newest map is shown. */
+  let mapSeq = 0;
+  /** The width (px) the shown map was drawn for; 0 before the first. */
+  let mapWidth = 0;
 
   const countryNames = typeof Intl.DisplayNames === 'function' ? new Intl.DisplayNames(['en'], { type: 'region' }) : null;
 
@@ -90,6 +94,7 @@
 
   function clearView() {
     ui.map.replaceChildren();
+    mapWidth = 0;
     ui.body.replaceChildren();
     ui.summary.textContent = '';
     ui.unlocated.textContent = '';
@@ -142,6 +147,25 @@
     history.replaceState(history.state, '', `${location.pathname}?${query()}`);
   }
 
+  /**
+   * The width to draw the map at: the map box's CSS width, so the companion lays out the legend
+   * and labels for the screen rather than at 960 px scaled down (unreadable on a phone). Rounded
+   * to 10 px (the server caches projections per width); the default while the box is not laid out.
+   */
+  function mapWidthPx() {
+    const w = ui.map.clientWidth;
+    if (!w) return 960;
+    return Math.min(1600, Math.max(320, Math.round(w / 10) * 10));
+  }
+
+  /** The SVG text for `q` at the map box's width; resolves to `{ text, width, seq }`. */
+  async function fetchMap(q) {
+    const width = mapWidthPx();
+    const seq = ++mapSeq;
+    const res = await fetchRaw(`/v1/analytics/map.svg?${q}&width=${width}`, 'image/svg+xml');
+    return { text: await res.text(), width, seq };
+  }
+
   async function load() {
     if (!token) return;
     const mySession = session;
@@ -152,7 +176,7 @@
     say('Loading…');
     const [data, svg] = await Promise.allSettled([
       api('GET', `/v1/analytics/regions?${q}`),
-      fetchRaw(`/v1/analytics/map.svg?${q}`, 'image/svg+xml').then((res) => res.text()),
+      fetchMap(q),
     ]);
     if (mySession !== session || seq !== loadSeq) return;
     ui.map.setAttribute('aria-busy', 'false');
@@ -168,11 +192,14 @@
     if (data.status === 'fulfilled') renderTable(data.value);
     if (svg.status === 'fulfilled') {
       try {
-        showMap(svg.value);
+        if (svg.value.seq === mapSeq) showMap(svg.value.text, svg.value.width);
       } catch (err) {
         problems.push(`Could not show the map: ${messageOf(err)}`);
       }
-    } else ui.map.replaceChildren();
+    } else {
+      ui.map.replaceChildren();
+      mapWidth = 0;
+    }
     say(problems.join(' '), problems.length ? 'error' : 'info');
   }
 
@@ -181,7 +208,7 @@
    * scripts or styles) the map uses presentation attributes only; anything scriptable is
    * dropped anyway, so a map is only ever a picture.
    */
-  function showMap(text) {
+  function showMap(text, width) {
     const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
     const root = doc.documentElement;
     if (root.nodeName !== 'svg' || doc.getElementsByTagName('parsererror').length) throw new Error('the companion sent a map that is not SVG');
@@ -192,6 +219,33 @@
     const svg = document.importNode(root, true);
     svg.setAttribute('focusable', 'false');
     ui.map.replaceChildren(svg);
+    mapWidth = width;
+  }
+
+  /**
+   * After a resize (debounced) the map is drawn again only when the box changed by over 20 %
+   * (a phone turned, a window halved): between, the SVG just scales. The table is left alone.
+   */
+  async function redrawMap() {
+    if (!token || ui.mapSection.hidden || !mapWidth || ui.map.getAttribute('aria-busy') === 'true') return;
+    const width = mapWidthPx();
+    if (Math.abs(width - mapWidth) <= 0.2 * mapWidth) return;
+    const mySession = session;
+    const seq = loadSeq;
+    let map;
+    try {
+      map = await fetchMap(query());
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
+      if (mySession === session && seq === loadSeq) say(`Could not redraw the map: ${messageOf(err)}`, 'error');
+      return;
+    }
+    if (mySession !== session || seq !== loadSeq || map.seq !== mapSeq) return;
+    try {
+      showMap(map.text, map.width);
+    } catch (err) {
+      say(`Could not show the map: ${messageOf(err)}`, 'error');
+    }
   }
 
   // ---------------------------------------------------------------- regions table
@@ -347,6 +401,11 @@
     });
   }
   ui.refresh.addEventListener('click', () => void load());
+  let resizeTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => void redrawMap(), 400);
+  });
   ui.download.addEventListener('click', () => void downloadCsv());
 
   ui.tokenForm.addEventListener('submit', (event) => {
