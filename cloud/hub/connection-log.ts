@@ -139,8 +139,8 @@ export function localResourceId(hostName: string): string {
 
 export const LOCAL_LOCATION = 'local';
 
-// The outcomes IoT Hub logs for disconnects (troubleshooting docs: 404104, 401003).
-const disconnectOutcome: Record<DisconnectReason, { level: 'Information' | 'Error'; resultType?: string; resultDescription?: string; statusCode: string | null; errorMessage: string }> = {
+/** The outcomes IoT Hub logs for disconnects (troubleshooting docs: 404104, 401003). */
+export const disconnectOutcome: Record<DisconnectReason, { level: 'Information' | 'Error'; resultType?: string; resultDescription?: string; statusCode: string | null; errorMessage: string }> = {
   closed: { level: 'Information', statusCode: null, errorMessage: '' },
   dropped: {
     level: 'Error',

@@ -35,6 +35,19 @@ function duration(value: string): number {
   return ms;
 }
 
+/** `--public-url`: an http(s) origin (and optional path) phones reach; pairing links are built on it. */
+function publicUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new FieldlinkError('CONFIG_INVALID', { message: `--public-url "${value}" is not a URL (e.g. https://fieldlink.example.com)` });
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `--public-url must be http(s), got ${url.protocol}` });
+  if (url.search !== '' || url.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: '--public-url takes no query or fragment' });
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
 function pairingLink(base: string, token: string): string {
   let url: URL;
   try {
@@ -129,7 +142,7 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
         log,
         hub: hubSource(opts, process.env),
         ...(opts.locations ? {} : { locations: false as const }),
-        ...(opts.publicUrl === undefined ? {} : { app: { publicUrl: opts.publicUrl.replace(/\/+$/, '') } }),
+        ...(opts.publicUrl === undefined ? {} : { app: { publicUrl: publicUrl(opts.publicUrl) } }),
       });
       io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);
       await shutdownSignal(log);

@@ -68,6 +68,8 @@ export async function startCloudServer(opts: CloudServerOptions): Promise<Runnin
       locationStore = LocationStore.open(opts.dataDir);
       const geolocator = await openIpGeolocator();
       locations = createLocationServices({ store: locationStore, geolocator, hub, clock: systemClock, log: opts.log, ...(opts.locations?.tagsPerSecond === undefined ? {} : { tagsPerSecond: opts.locations.tagsPerSecond }) });
+      const relocated = locations.ingest.relocateAll();
+      if (relocated > 0) opts.log.info({ relocated, database: geolocator.source }, 'IP database changed: gateways located again');
       if (opts.hub.kind === 'file') {
         puller = new HubLogPuller({
           read: localConnectionLogReader(opts.hub.hubJson),

@@ -1,7 +1,7 @@
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { FieldlinkError } from '../../common/errors.js';
+import { openMigratedSqlite, StatementCache } from './sqlite-file.js';
 
 export const ROLES = ['operator', 'viewer', 'pairing', 'ingest'] as const;
 export type Role = (typeof ROLES)[number];
@@ -61,7 +61,7 @@ interface AuditRow {
   details: string | null;
 }
 
-// Each entry runs once, in order, recorded in user_version. Append only: never edit a shipped entry.
+// Applied by openMigratedSqlite, each once, in order. Append only: never edit a shipped entry.
 const migrations: readonly string[] = [
   `CREATE TABLE tokens (
      id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -239,49 +239,26 @@ function storeFailed(what: string, cause: unknown): FieldlinkError {
  * problems; a unique-name clash is TOKEN_NAME_TAKEN.
  */
 export class CloudStore {
+  private readonly statements: StatementCache;
+
   private constructor(
     private readonly db: Database.Database,
     readonly file: string,
-  ) {}
-
-  /** Statements by SQL text: prepared once (preparing costs more than running these queries). */
-  private readonly statements = new Map<string, Database.Statement>();
+  ) {
+    this.statements = new StatementCache(db);
+  }
 
   private prepare(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
-    }
-    return st;
+    return this.statements.get(sql);
   }
 
   /** Opens (creating if needed) `<dataDir>/cloud.db`; `:memory:` for a throwaway store. */
   static open(dataDir: string): CloudStore {
-    const file = dataDir === ':memory:' ? ':memory:' : join(dataDir, CLOUD_DB_FILE);
     try {
-      if (file !== ':memory:') {
-        mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-        // Holds token hashes and the audit log: owner-only; SQLite gives -wal/-shm the same mode.
-        closeSync(openSync(file, 'a', 0o600));
-        chmodSync(file, 0o600);
-      }
-      const db = new Database(file);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 5000');
-      const current = db.pragma('user_version', { simple: true }) as number;
-      for (let i = current; i < migrations.length; i++) {
-        const sql = migrations[i];
-        if (sql === undefined) break;
-        db.transaction(() => {
-          db.exec(sql);
-          db.pragma(`user_version = ${i + 1}`);
-        })();
-      }
+      const { db, file } = openMigratedSqlite(dataDir, CLOUD_DB_FILE, migrations);
       return new CloudStore(db, file);
     } catch (err) {
-      throw storeFailed(`cannot open ${file}`, err);
+      throw storeFailed(`cannot open ${dataDir === ':memory:' ? ':memory:' : join(dataDir, CLOUD_DB_FILE)}`, err);
     }
   }
 

@@ -53,12 +53,12 @@ export function registerGatewayCommand(program: Command): void {
       const config = loadGatewayConfig(opts.config);
       const rt = await startGatewayFromConfig(config, { log, firmwareVersion: firmwareVersion() });
       const stopStatus = opts.statusEvery > 0 ? printStatusLines(rt, opts.statusEvery, (l) => process.stderr.write(`${l}\n`)) : () => undefined;
-      // `systemctl kill -s USR1 fieldlink` (or the check-in button's script): check in now.
+      // `systemctl kill -s USR1 fieldlink-gateway` (or the check-in button's script): check in now.
       const onWake = (): void => {
         log.info('local wake request (SIGUSR1)');
         rt.wakeNow();
       };
-      // `systemctl kill -s USR2 fieldlink` (or a pairing button's script): pairing mode.
+      // `systemctl kill -s USR2 fieldlink-gateway` (or a pairing button's script): pairing mode.
       const forS = config.pairingMode.forS;
       const onPairingMode = (): void => {
         log.info({ forS }, 'pairing mode requested (SIGUSR2)');

@@ -24,7 +24,7 @@ export function companionBaseUrl(url: string): string {
   } catch {
     throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url "${url}" is not a URL (e.g. https://fieldlink.example.com)` });
   }
-  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url must be https:// (or http:// for localhost), got ${parsed.protocol}` });
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url must be an https:// (or, on a trusted network, http://) URL, got ${parsed.protocol}` });
   if (parsed.search !== '' || parsed.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: '--companion-url takes no query or fragment' });
   return parsed.href.replace(/\/+$/, '');
 }

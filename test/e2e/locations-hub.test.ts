@@ -87,7 +87,7 @@ t.test('connection log → location in the twin tags through the official SDK; a
   });
   t.match(await tagLocation(th, 'gw-london'), { source: 'manual', city: 'Manchester' }, 'the override still wins');
 
-  const regions = await api('GET', '/v1/analytics/regions?level=city&months=2');
+  const regions = await api('GET', '/v1/analytics/regions?level=city&months=6');
   t.equal(regions.status, 200);
   const keys = (regions.body.regions as { key: string; devices: number; overridden: number }[]).map((r) => `${r.key}:${r.devices}:${r.overridden}`);
   t.ok(keys.includes('GB/England/Manchester:1:1'), `analytics place the override (${keys.join(', ')})`);

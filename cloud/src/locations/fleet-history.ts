@@ -1,4 +1,5 @@
-import { localResourceId, maskIpAddress, type ConnectionLogProperties, type ConnectionLogRecord, type DisconnectReason } from '../../hub/connection-log.js';
+import { seededRandom } from '../../../common/seeded-random.js';
+import { disconnectOutcome, localResourceId, maskIpAddress, type ConnectionLogProperties, type ConnectionLogRecord, type DisconnectReason } from '../../hub/connection-log.js';
 import { formatIpv4 } from './ip-address.js';
 import type { IpGeolocator, IpLocation } from './ip-geolocation.js';
 
@@ -122,17 +123,6 @@ export interface FleetPlan {
   declining: string[];
 }
 
-/** A small, fast, seedable PRNG (mulberry32); returns [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function keyOf(loc: IpLocation): string {
   if (loc.kind !== 'located') return loc.kind;
@@ -173,7 +163,7 @@ export function addressPools(geo: IpGeolocator): AddressPools {
     sites.set(site.name, pool);
   }
   const short = FLEET_SITES.filter((s) => (sites.get(s.name) ?? []).length < 4);
-  const random = mulberry32(0x5eed);
+  const random = seededRandom(0x5eed);
   for (let n = 0; short.length > 0 && n < SAMPLE_LOOKUPS_MAX; n++) {
     const a = 1 + Math.floor(random() * 223);
     const b = Math.floor(random() * 256);
@@ -274,7 +264,7 @@ export function planFleet(opts: FleetHistoryOptions): FleetPlan {
   if (!(checkinsPerMonth > 0 && checkinsPerMonth <= 3000)) throw new RangeError(`checkinsPerMonth must be over 0 and at most 3000, not ${checkinsPerMonth}`);
   const seed = opts.seed ?? DEFAULT_FLEET_SEED;
   const now = opts.now ?? Date.now();
-  const random = mulberry32(seed);
+  const random = seededRandom(seed);
   const geo = opts.geolocator;
   const pools = addressPools(geo);
 
@@ -399,24 +389,6 @@ const SDK_VERSIONS = [
   'azure-iot-device/1.18.3 (node v20.12.2; Ubuntu 22.04.4 LTS; arm64)',
 ];
 
-// The outcomes IoT Hub logs for disconnects, as cloud/hub/connection-log.ts writes them.
-const disconnectOutcome: Record<DisconnectReason, Pick<ConnectionLogRecord, 'level' | 'resultType' | 'resultDescription'> & Pick<ConnectionLogProperties, 'statusCode' | 'errorMessage'>> = {
-  closed: { level: 'Information', statusCode: null, errorMessage: '' },
-  dropped: {
-    level: 'Error',
-    resultType: '404104',
-    resultDescription: 'DeviceConnectionClosedRemotely',
-    statusCode: '404',
-    errorMessage: 'Device disconnected, see cause and resolution at https://aka.ms/iothub404104',
-  },
-  tokenExpired: {
-    level: 'Error',
-    resultType: '401003',
-    resultDescription: 'IoTHubUnauthorized',
-    statusCode: '401',
-    errorMessage: 'SAS token expired without a renewal, see cause and resolution at https://aka.ms/iothub401003',
-  },
-};
 
 const AUTH_TYPE = JSON.stringify({ scope: 'device', type: 'sas', issuer: 'iothub', acceptingIpFilterRule: null });
 
@@ -476,7 +448,7 @@ export function* generateFleetHistory(opts: FleetHistoryOptions, plan: FleetPlan
   const devices = plan.devices;
   const at = new Float64Array(devices.length);
   const connected = new Uint8Array(devices.length);
-  const rngs = devices.map((_, i) => mulberry32((plan.seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0));
+  const rngs = devices.map((_, i) => seededRandom((plan.seed ^ Math.imul(i + 1, 0x9e3779b1)) >>> 0));
   const queue = new EventQueue(at);
   devices.forEach((d, i) => {
     at[i] = d.onboardedAt;

@@ -16,6 +16,8 @@ import type { RecordItem } from './record-stream.js';
 /** Per-record problems returned in full up to this many; the rest are counted. */
 export const MAX_REPORTED_REJECTIONS = 100;
 const BATCH = 5000;
+/** The IP database release the stored locations come from. */
+const DATABASE_KEY = 'ipDatabase';
 
 export interface IngestResult {
   /** Records read from the document. */
@@ -111,6 +113,30 @@ export class ConnectionLogIngest {
     }
     result.devicesUpdated = touched.size;
     return result;
+  }
+
+  /**
+   * Locates every device again from its last address: after the IP database was updated (its
+   * release differs from the one recorded), so stored locations follow the new data. Returns
+   * how many changed; their tags are written by the tag writer.
+   */
+  relocateAll(): number {
+    const { store, geolocator, clock } = this.o;
+    if (store.meta(DATABASE_KEY) === geolocator.source) return 0;
+    let changed = 0;
+    store.transaction(() => {
+      const now = clock.now();
+      for (const row of store.devices()) {
+        if (row.lastIp === null) continue;
+        const location = locationFromIp(geolocator.locate(row.lastIp), row.lastIp);
+        if (sameLocation(location, row.ipLocation)) continue;
+        store.setIpLocation(row.deviceId, location, now, row.override === null);
+        if (row.override === null) changed++;
+      }
+      store.setMeta(DATABASE_KEY, geolocator.source);
+    });
+    if (changed > 0) this.o.onLocationsChanged?.();
+    return changed;
   }
 
   private apply(events: readonly ConnectionEvent[], result: IngestResult, touched: Set<string>): void {

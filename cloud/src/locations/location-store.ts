@@ -9,10 +9,10 @@
  * Aggregates are order-independent (MIN/MAX, the newest address by record time), so records
  * arriving late, out of order or twice give the same answer.
  */
-import { chmodSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { FieldlinkError } from '../../../common/errors.js';
+import { openMigratedSqlite, StatementCache } from '../sqlite-file.js';
 import type { ConnectionEvent } from './connection-records.js';
 
 export const LOCATIONS_DB_FILE = 'locations.db';
@@ -137,38 +137,22 @@ function failed(what: string, err: unknown): FieldlinkError {
 }
 
 export class LocationStore {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements: StatementCache;
 
   private constructor(
     private readonly db: Database.Database,
     readonly file: string,
-  ) {}
+  ) {
+    this.statements = new StatementCache(db);
+  }
 
   /** Opens (creating) `<dataDir>/locations.db`, owner-only; `:memory:` for tests. */
   static open(dataDir: string): LocationStore {
-    const file = dataDir === ':memory:' ? ':memory:' : join(dataDir, LOCATIONS_DB_FILE);
     try {
-      if (file !== ':memory:') {
-        mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-        closeSync(openSync(file, 'a', 0o600));
-        chmodSync(file, 0o600);
-      }
-      const db = new Database(file);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
-      db.pragma('busy_timeout = 5000');
-      const current = db.pragma('user_version', { simple: true }) as number;
-      for (let i = current; i < migrations.length; i++) {
-        const sql = migrations[i];
-        if (sql === undefined) break;
-        db.transaction(() => {
-          db.exec(sql);
-          db.pragma(`user_version = ${i + 1}`);
-        })();
-      }
+      const { db, file } = openMigratedSqlite(dataDir, LOCATIONS_DB_FILE, migrations);
       return new LocationStore(db, file);
     } catch (err) {
-      throw failed(`cannot open ${file}`, err);
+      throw failed(`cannot open ${dataDir === ':memory:' ? ':memory:' : join(dataDir, LOCATIONS_DB_FILE)}`, err);
     }
   }
 
@@ -177,12 +161,7 @@ export class LocationStore {
   }
 
   private prepare(sql: string): Database.Statement {
-    let st = this.statements.get(sql);
-    if (!st) {
-      st = this.db.prepare(sql);
-      this.statements.set(sql, st);
-    }
-    return st;
+    return this.statements.get(sql);
   }
 
   /** Runs `work` in one transaction (a batch is all or nothing). */

@@ -135,6 +135,10 @@ export function registerLocationRoutes(app: FastifyInstance, s: CompanionService
   const readers = s.auth.requireRole('operator', 'viewer');
 
   const analytics = (q: AnalyticsQuery): RegionAnalytics => {
+    // A decline over n months needs n + 1 complete months, plus the current one.
+    if (q.months < q.declineMonths + 2) {
+      throw new FieldlinkError('REQUEST_INVALID', { message: `months (${q.months}) must be at least declineMonths + 2 (${q.declineMonths + 2}) to judge a decline`, details: { field: 'months' } });
+    }
     const now = s.clock.now();
     const [from = 0] = monthWindow(now, q.months);
     return computeRegionAnalytics(l.store.devices(), l.store.activeMonths(from), q, now, l.geolocator.attribution);
@@ -182,7 +186,7 @@ export function registerLocationRoutes(app: FastifyInstance, s: CompanionService
           req.log.info({ ...result, rejections: undefined, ms: Date.now() - started }, 'connection logs ingested');
           return result;
         } catch (err) {
-          if (err instanceof ResourceLogDocumentError) throw new FieldlinkError('REQUEST_INVALID', { message: `not a resource-log document: ${err.message} (records before it were kept)` });
+          if (err instanceof ResourceLogDocumentError) throw new FieldlinkError('REQUEST_INVALID', { message: `resource-log document refused: ${err.message}; the records before that point were kept (ingest is idempotent: resend the whole document once fixed)` });
           throw err;
         }
       },
@@ -289,7 +293,11 @@ export function registerLocationRoutes(app: FastifyInstance, s: CompanionService
         // The gateway must exist: the twin is where the location goes.
         await s.hub.getTwin(id);
         l.store.setOverride(id, location, s.clock.now());
-        await writeTagNow(id);
+        await writeTagNow(id).catch((err: unknown) => {
+          // Stored: the writer retries the tag, and the answer says it is pending.
+          req.log.warn({ err, gateway: id }, 'location tag not written now; the writer retries');
+          l.tags.kick();
+        });
       });
       return locationView(id);
     },

@@ -98,7 +98,7 @@ export interface ClockTrustConfig {
 /**
  * Local pairing mode: the gateway goes online and stays there, so a phone's pairing reaches it
  * in seconds instead of at the next check-in. Asked for on the gateway itself (SIGUSR2, e.g.
- * `systemctl kill -s USR2 fieldlink` or a button's script), and optionally for a while after
+ * `systemctl kill -s USR2 fieldlink-gateway` or a button's script), and optionally for a while after
  * every boot — provisioning sets that for new gateways, whose devices are paired on site.
  */
 export interface PairingModeConfig {

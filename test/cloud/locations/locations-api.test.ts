@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { generateFleetHistory, planFleet, type FleetPlan } from '../../../cloud/src/locations/fleet-history.js';
+import type { IngestResult } from '../../../cloud/src/locations/ingest.js';
 import { openIpGeolocator } from '../../../cloud/src/locations/ip-geolocation.js';
 import type { RegionAnalytics } from '../../../cloud/src/locations/region-analytics.js';
 import type { ConnectionLogRecord } from '../../../cloud/hub/connection-log.js';
@@ -15,17 +16,7 @@ const geolocator = await openIpGeolocator();
 const NOW = Date.UTC(2026, 10, 20, 12);
 const DAY = 86_400_000;
 
-interface IngestJson {
-  received: number;
-  accepted: number;
-  duplicates: number;
-  skipped: number;
-  rejected: number;
-  rejections: { index: number; reason: string }[];
-  failedConnects: number;
-  devicesUpdated: number;
-  locationsChanged: number;
-}
+type IngestJson = IngestResult;
 
 /** `{"records":[…]}` as a stream of small chunks, built lazily from the records. */
 function documentStream(records: Iterable<unknown>, extra = ''): Readable {
@@ -172,7 +163,7 @@ t.test('bad records are reported by index and reason; the good ones are kept; a 
 
   const truncated = await ingest(c, op, `{"records":[${JSON.stringify(good(20))},{"time":"2026`);
   t.equal(truncated.statusCode, 400);
-  t.match(truncated.json<ProblemJson>(), { code: 'REQUEST_INVALID', message: /not a resource-log document/ });
+  t.match(truncated.json<ProblemJson>(), { code: 'REQUEST_INVALID', message: /resource-log document refused: .*records before that point were kept/ });
   t.equal((await c.app.inject({ method: 'GET', url: '/v1/gateways/gw-20/location', headers: bearer(op) })).json<{ lastIp: string }>().lastIp, '81.2.69.XXX', 'the record before the break was kept');
   t.equal((await ingest(c, op, '{"values":[]}')).statusCode, 400, 'no records array');
 
@@ -281,4 +272,7 @@ t.test('roles: readers read analytics, only operators and ingest tokens ingest, 
   t.equal((await c.app.inject({ method: 'GET', url: '/v1/gateways', headers: bearer(feeder) })).statusCode, 403);
   t.equal((await c.app.inject({ method: 'PUT', url: '/v1/gateways/gw-1/location', headers: bearer(viewer), payload: { country: 'GB', latitude: 1, longitude: 1 } })).statusCode, 403);
   t.equal((await c.app.inject({ method: 'GET', url: '/v1/analytics/regions?level=street', headers: bearer(viewer) })).statusCode, 400);
+  const short = await c.app.inject({ method: 'GET', url: '/v1/analytics/regions?months=4&declineMonths=3', headers: bearer(viewer) });
+  t.equal(short.statusCode, 400, 'too few months to judge a decline');
+  t.match(short.json<ProblemJson>().message, /months \(4\) must be at least declineMonths \+ 2 \(5\)/);
 });
