@@ -38,6 +38,26 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 const rejected = (reason: string): RecordCheck => ({ kind: 'rejected', reason });
 
+/** Masked addresses repeat (a gateway checks in from the same one for months): each is parsed once. */
+const addressChecks = new Map<string, string | null>();
+const ADDRESS_CHECKS_MAX = 65_536;
+
+/** Why `ip` is not an address, or null when it is one. */
+function addressProblem(ip: string): string | null {
+  const known = addressChecks.get(ip);
+  if (known !== undefined) return known;
+  let problem: string | null = null;
+  try {
+    parseIpAddress(ip);
+  } catch (err) {
+    if (!(err instanceof IpAddressError)) throw err;
+    problem = err.message;
+  }
+  if (addressChecks.size >= ADDRESS_CHECKS_MAX) addressChecks.clear();
+  addressChecks.set(ip, problem);
+  return problem;
+}
+
 /** Checks one record; `nowMs` bounds its time (a clock a day ahead of ours is still believed). */
 export function checkConnectionRecord(record: unknown, nowMs: number): RecordCheck {
   if (!isObject(record)) return rejected(`a record must be an object, not ${Array.isArray(record) ? 'an array' : record === null ? 'null' : typeof record}`);
@@ -64,12 +84,8 @@ export function checkConnectionRecord(record: unknown, nowMs: number): RecordChe
   const ip = properties.maskedIpAddress;
   let maskedIp: string | null = null;
   if (typeof ip === 'string' && ip !== '') {
-    try {
-      parseIpAddress(ip);
-    } catch (err) {
-      if (err instanceof IpAddressError) return rejected(`properties.maskedIpAddress: ${err.message}`);
-      throw err;
-    }
+    const problem = addressProblem(ip);
+    if (problem !== null) return rejected(`properties.maskedIpAddress: ${problem}`);
     maskedIp = ip;
   } else if (ip !== undefined && ip !== null && ip !== '') {
     return rejected('properties.maskedIpAddress must be a string or null');

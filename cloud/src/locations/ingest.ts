@@ -10,7 +10,7 @@ import type { Clock } from '../../../common/clock.js';
 import type { Logger } from '../../../common/log.js';
 import { checkConnectionRecord, type ConnectionEvent } from './connection-records.js';
 import type { IpGeolocator, IpLocation } from './ip-geolocation.js';
-import { monthOf, type DeviceDelta, type DeviceLocation, type LocationStore } from './location-store.js';
+import type { DeviceLocation, LocationStore } from './location-store.js';
 import type { RecordItem } from './record-stream.js';
 
 /** Per-record problems returned in full up to this many; the rest are counted. */
@@ -116,70 +116,47 @@ export class ConnectionLogIngest {
   }
 
   /**
-   * Locates every device again from its last address: after the IP database was updated (its
-   * release differs from the one recorded), so stored locations follow the new data. Returns
-   * how many changed; their tags are written by the tag writer.
+   * Locates every device again from its last address when the IP database release differs from
+   * the one recorded (an update: stored locations follow the new data), and any device whose last
+   * address was never located (a crash between storing events and locating them). Returns how
+   * many effective locations changed; their tags are written by the tag writer.
    */
   relocateAll(): number {
+    const { store, geolocator } = this.o;
+    const newRelease = store.meta(DATABASE_KEY) !== geolocator.source;
+    const ids = newRelease ? store.devices().map((d) => d.deviceId) : store.unlocated();
+    const changed = this.locate(ids);
+    if (newRelease) store.setMeta(DATABASE_KEY, geolocator.source);
+    return changed;
+  }
+
+  /** Locates the devices from their last address; stores what changed. Returns how many effective locations changed. */
+  private locate(ids: Iterable<string>): number {
     const { store, geolocator, clock } = this.o;
-    if (store.meta(DATABASE_KEY) === geolocator.source) return 0;
     let changed = 0;
     store.transaction(() => {
       const now = clock.now();
-      for (const row of store.devices()) {
-        if (row.lastIp === null) continue;
+      for (const id of ids) {
+        const row = store.device(id);
+        if (row?.lastIp == null) continue;
         const location = locationFromIp(geolocator.locate(row.lastIp), row.lastIp);
-        if (sameLocation(location, row.ipLocation)) continue;
-        store.setIpLocation(row.deviceId, location, now, row.override === null);
-        if (row.override === null) changed++;
+        if (row.locatedIp === row.lastIp && sameLocation(location, row.ipLocation)) continue;
+        const effectiveChanged = row.override === null && !sameLocation(location, row.ipLocation);
+        store.setIpLocation(id, row.lastIp, location, now, effectiveChanged);
+        if (effectiveChanged) changed++;
       }
-      store.setMeta(DATABASE_KEY, geolocator.source);
     });
     if (changed > 0) this.o.onLocationsChanged?.();
     return changed;
   }
 
   private apply(events: readonly ConnectionEvent[], result: IngestResult, touched: Set<string>): void {
-    const { store, geolocator, clock } = this.o;
-    let changedLocations = 0;
-    store.transaction(() => {
-      const deltas = new Map<string, DeviceDelta>();
-      for (const e of events) {
-        if (!store.markSeen(e)) {
-          result.duplicates++;
-          continue;
-        }
-        result.accepted++;
-        let d = deltas.get(e.deviceId);
-        if (!d) deltas.set(e.deviceId, (d = { firstConnect: null, lastConnect: null, months: new Map(), lastIp: null, lastIpTime: null }));
-        if (e.failed) {
-          result.failedConnects++;
-          continue;
-        }
-        if (e.operation === 'deviceConnect') {
-          if (d.firstConnect === null || e.time < d.firstConnect) d.firstConnect = e.time;
-          if (d.lastConnect === null || e.time > d.lastConnect) d.lastConnect = e.time;
-          const m = monthOf(e.time);
-          d.months.set(m, (d.months.get(m) ?? 0) + 1);
-        }
-        if (e.maskedIp !== null && (d.lastIpTime === null || e.time >= d.lastIpTime)) {
-          d.lastIp = e.maskedIp;
-          d.lastIpTime = e.time;
-        }
-      }
-      for (const id of deltas.keys()) touched.add(id);
-      const now = clock.now();
-      for (const id of store.applyDeltas(deltas)) {
-        const row = store.device(id);
-        if (row?.lastIp == null) continue;
-        const location = locationFromIp(geolocator.locate(row.lastIp), row.lastIp);
-        if (sameLocation(location, row.ipLocation)) continue;
-        const effectiveChanged = row.override === null;
-        store.setIpLocation(id, location, now, effectiveChanged);
-        if (effectiveChanged) changedLocations++;
-      }
-    });
-    result.locationsChanged += changedLocations;
-    if (changedLocations > 0) this.o.onLocationsChanged?.();
+    const recorded = this.o.store.recordEvents(events);
+    result.accepted += recorded.accepted;
+    result.duplicates += recorded.duplicates;
+    result.failedConnects += recorded.failedConnects;
+    for (const id of recorded.devices) touched.add(id);
+    // Only a new address can move a device: most batches locate nothing.
+    if (recorded.addressChanged.length > 0) result.locationsChanged += this.locate(recorded.addressChanged);
   }
 }

@@ -1,13 +1,16 @@
 /**
  * What the companion knows about where gateways are (issue 9), in its own SQLite file
  * (`locations.db` beside cloud.db: connection history is bulk data with another life than
- * tokens and audit): every connection event seen (the key that makes ingest idempotent), per
- * device its first and last connect, the months it was active, its last logged address, the
- * location that address gave, an operator's override, and whether the twin tag still has to be
- * written.
+ * tokens and audit): every connection event seen — the key that makes ingest idempotent, and
+ * the source of truth for the per-device aggregates — and per device the location its address
+ * gave, an operator's override, and whether the twin tag still has to be written.
  *
- * Aggregates are order-independent (MIN/MAX, the newest address by record time), so records
- * arriving late, out of order or twice give the same answer.
+ * The aggregates (first and last connect, active months, last address) are kept in memory,
+ * rebuilt from the events when the store opens and folded forward after each committed batch:
+ * one sequential insert per event is all the disk sees (events are keyed time first, and logs
+ * arrive in time order), and analytics read memory. They are order-independent (min/max, the
+ * newest address by record time), so records arriving late, out of order or twice give the
+ * same answer.
  */
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
@@ -44,6 +47,8 @@ export interface DeviceRow {
   lastConnect: number | null;
   lastIp: string | null;
   lastIpTime: number | null;
+  /** The address ipLocation came from (differs from lastIp only until it is located again). */
+  locatedIp: string | null;
   /** From the last address; null before any. */
   ipLocation: DeviceLocation | null;
   override: DeviceLocation | null;
@@ -53,22 +58,30 @@ export interface DeviceRow {
   tagError: string | null;
 }
 
-/** Per device, what one ingest batch adds. */
-export interface DeviceDelta {
+/** A device's connection aggregates, from its events. */
+interface Aggregate {
   firstConnect: number | null;
   lastConnect: number | null;
-  /** yyyymm → successful connects. */
-  months: Map<number, number>;
   lastIp: string | null;
   lastIpTime: number | null;
+  /** yyyymm of every month with a successful connect. */
+  months: Set<number>;
+}
+
+/** What a committed batch did. */
+export interface RecordedEvents {
+  accepted: number;
+  duplicates: number;
+  failedConnects: number;
+  /** Devices the batch touched. */
+  devices: Set<string>;
+  /** Devices whose last address is now different: to be located again. */
+  addressChanged: string[];
 }
 
 interface DeviceDbRow {
   device_id: string;
-  first_connect: number | null;
-  last_connect: number | null;
-  last_ip: string | null;
-  last_ip_time: number | null;
+  located_ip: string | null;
   ip_location: string | null;
   override: string | null;
   located_at: number | null;
@@ -77,18 +90,18 @@ interface DeviceDbRow {
 }
 
 const migrations: readonly string[] = [
+  // Keyed time first: logs arrive in time order, so inserts append to the end of the index.
   `CREATE TABLE events (
-     device_id TEXT NOT NULL,
      time INTEGER NOT NULL,
+     device_id TEXT NOT NULL,
      op INTEGER NOT NULL,
-     PRIMARY KEY (device_id, time, op)
+     failed INTEGER NOT NULL,
+     ip TEXT,
+     PRIMARY KEY (time, device_id, op)
    ) WITHOUT ROWID;
    CREATE TABLE devices (
      device_id TEXT PRIMARY KEY,
-     first_connect INTEGER,
-     last_connect INTEGER,
-     last_ip TEXT,
-     last_ip_time INTEGER,
+     located_ip TEXT,
      ip_location TEXT,
      override TEXT,
      located_at INTEGER,
@@ -96,12 +109,6 @@ const migrations: readonly string[] = [
      tag_error TEXT
    );
    CREATE INDEX devices_tag_pending ON devices(tag_pending) WHERE tag_pending = 1;
-   CREATE TABLE device_months (
-     device_id TEXT NOT NULL,
-     month INTEGER NOT NULL,
-     connects INTEGER NOT NULL,
-     PRIMARY KEY (device_id, month)
-   ) WITHOUT ROWID;
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
 ];
 
@@ -117,19 +124,40 @@ function parseLocation(text: string | null): DeviceLocation | null {
   return text === null ? null : (JSON.parse(text) as DeviceLocation);
 }
 
-function toRow(r: DeviceDbRow): DeviceRow {
+const NO_AGGREGATE: Aggregate = { firstConnect: null, lastConnect: null, lastIp: null, lastIpTime: null, months: new Set() };
+
+function toRow(id: string, a: Aggregate | undefined, r: DeviceDbRow | undefined): DeviceRow {
+  const g = a ?? NO_AGGREGATE;
   return {
-    deviceId: r.device_id,
-    firstConnect: r.first_connect,
-    lastConnect: r.last_connect,
-    lastIp: r.last_ip,
-    lastIpTime: r.last_ip_time,
-    ipLocation: parseLocation(r.ip_location),
-    override: parseLocation(r.override),
-    locatedAt: r.located_at,
-    tagPending: r.tag_pending === 1,
-    tagError: r.tag_error,
+    deviceId: id,
+    firstConnect: g.firstConnect,
+    lastConnect: g.lastConnect,
+    lastIp: g.lastIp,
+    lastIpTime: g.lastIpTime,
+    locatedIp: r?.located_ip ?? null,
+    ipLocation: parseLocation(r?.ip_location ?? null),
+    override: parseLocation(r?.override ?? null),
+    locatedAt: r?.located_at ?? null,
+    tagPending: r?.tag_pending === 1,
+    tagError: r?.tag_error ?? null,
   };
+}
+
+/** Folds one event into a device's aggregate; true when its last address changed. */
+function fold(a: Aggregate, time: number, operation: number, failed: boolean, ip: string | null): boolean {
+  if (failed) return false;
+  if (operation === OPS.deviceConnect) {
+    if (a.firstConnect === null || time < a.firstConnect) a.firstConnect = time;
+    if (a.lastConnect === null || time > a.lastConnect) a.lastConnect = time;
+    a.months.add(monthOf(time));
+  }
+  if (ip !== null && (a.lastIpTime === null || time >= a.lastIpTime)) {
+    const changed = a.lastIp !== ip;
+    a.lastIp = ip;
+    a.lastIpTime = time;
+    return changed;
+  }
+  return false;
 }
 
 function failed(what: string, err: unknown): FieldlinkError {
@@ -138,12 +166,25 @@ function failed(what: string, err: unknown): FieldlinkError {
 
 export class LocationStore {
   private readonly statements: StatementCache;
+  private readonly aggregates = new Map<string, Aggregate>();
+  private eventCount = 0;
 
   private constructor(
     private readonly db: Database.Database,
     readonly file: string,
   ) {
     this.statements = new StatementCache(db);
+    // The aggregates are what the events say: rebuilt from them (a second per million).
+    for (const e of this.prepare('SELECT time, device_id, op, failed, ip FROM events').iterate() as Iterable<{ time: number; device_id: string; op: number; failed: number; ip: string | null }>) {
+      this.eventCount++;
+      fold(this.aggregate(e.device_id), e.time, e.op, e.failed === 1, e.ip);
+    }
+  }
+
+  private aggregate(id: string): Aggregate {
+    let a = this.aggregates.get(id);
+    if (!a) this.aggregates.set(id, (a = { firstConnect: null, lastConnect: null, lastIp: null, lastIpTime: null, months: new Set() }));
+    return a;
   }
 
   /** Opens (creating) `<dataDir>/locations.db`, owner-only; `:memory:` for tests. */
@@ -174,51 +215,58 @@ export class LocationStore {
     }
   }
 
-  /** Records the event's key; false when it was seen before (a duplicate). Call inside a transaction. */
-  markSeen(e: ConnectionEvent): boolean {
-    return this.prepare('INSERT OR IGNORE INTO events (device_id, time, op) VALUES (?, ?, ?)').run(e.deviceId, e.time, OPS[e.operation]).changes === 1;
+  /**
+   * Stores a batch of events in one transaction (those seen before are duplicates: the same
+   * device, time and operation), then folds the new ones into the aggregates — only once the
+   * commit succeeded, so memory never runs ahead of the disk.
+   */
+  recordEvents(events: readonly ConnectionEvent[]): RecordedEvents {
+    const insert = this.prepare('INSERT OR IGNORE INTO events (time, device_id, op, failed, ip) VALUES (?, ?, ?, ?, ?)');
+    const fresh: ConnectionEvent[] = [];
+    this.transaction(() => {
+      for (const e of events) if (insert.run(e.time, e.deviceId, OPS[e.operation], e.failed ? 1 : 0, e.maskedIp).changes === 1) fresh.push(e);
+    });
+    this.eventCount += fresh.length;
+    const devices = new Set<string>();
+    const changed = new Set<string>();
+    let failedConnects = 0;
+    for (const e of fresh) {
+      devices.add(e.deviceId);
+      if (e.failed) failedConnects++;
+      if (fold(this.aggregate(e.deviceId), e.time, OPS[e.operation], e.failed, e.maskedIp)) changed.add(e.deviceId);
+    }
+    return { accepted: fresh.length, duplicates: events.length - fresh.length, failedConnects, devices, addressChanged: [...changed] };
   }
 
-  /** Folds one batch's deltas in; returns the devices whose last address changed. Call inside a transaction. */
-  applyDeltas(deltas: ReadonlyMap<string, DeviceDelta>): string[] {
-    const upsert = this.prepare(
-      `INSERT INTO devices (device_id, first_connect, last_connect, last_ip, last_ip_time) VALUES (@id, @first, @last, @ip, @ipTime)
-       ON CONFLICT(device_id) DO UPDATE SET
-         first_connect = CASE WHEN first_connect IS NULL OR (excluded.first_connect IS NOT NULL AND excluded.first_connect < first_connect) THEN excluded.first_connect ELSE first_connect END,
-         last_connect = CASE WHEN last_connect IS NULL OR (excluded.last_connect IS NOT NULL AND excluded.last_connect > last_connect) THEN excluded.last_connect ELSE last_connect END,
-         last_ip = CASE WHEN excluded.last_ip_time IS NOT NULL AND (last_ip_time IS NULL OR excluded.last_ip_time >= last_ip_time) THEN excluded.last_ip ELSE last_ip END,
-         last_ip_time = CASE WHEN excluded.last_ip_time IS NOT NULL AND (last_ip_time IS NULL OR excluded.last_ip_time >= last_ip_time) THEN excluded.last_ip_time ELSE last_ip_time END
-       RETURNING last_ip`,
-    );
-    const before = this.prepare('SELECT last_ip FROM devices WHERE device_id = ?');
-    const month = this.prepare('INSERT INTO device_months (device_id, month, connects) VALUES (?, ?, ?) ON CONFLICT(device_id, month) DO UPDATE SET connects = connects + excluded.connects');
-    const changed: string[] = [];
-    for (const [id, d] of deltas) {
-      const prev = (before.get(id) as { last_ip: string | null } | undefined)?.last_ip ?? null;
-      const row = upsert.get({ id, first: d.firstConnect, last: d.lastConnect, ip: d.lastIp, ipTime: d.lastIpTime }) as { last_ip: string | null };
-      if (row.last_ip !== null && row.last_ip !== prev) changed.push(id);
-      for (const [m, n] of d.months) month.run(id, m, n);
-    }
-    return changed;
+  /** Devices whose last address is not the one their stored location came from. */
+  unlocated(): string[] {
+    const located = new Map((this.prepare('SELECT device_id, located_ip FROM devices').all() as { device_id: string; located_ip: string | null }[]).map((r) => [r.device_id, r.located_ip]));
+    const out: string[] = [];
+    for (const [id, a] of this.aggregates) if (a.lastIp !== null && located.get(id) !== a.lastIp) out.push(id);
+    return out;
   }
 
   device(id: string): DeviceRow | undefined {
     const r = this.prepare('SELECT * FROM devices WHERE device_id = ?').get(id) as DeviceDbRow | undefined;
-    return r && toRow(r);
+    const a = this.aggregates.get(id);
+    return a === undefined && r === undefined ? undefined : toRow(id, a, r);
   }
 
   /** Every device, for analytics. */
   devices(): DeviceRow[] {
-    return (this.prepare('SELECT * FROM devices').all() as DeviceDbRow[]).map(toRow);
+    const rows = new Map((this.prepare('SELECT * FROM devices').all() as DeviceDbRow[]).map((r) => [r.device_id, r]));
+    const out: DeviceRow[] = [];
+    for (const [id, a] of this.aggregates) out.push(toRow(id, a, rows.get(id)));
+    for (const [id, r] of rows) if (!this.aggregates.has(id)) out.push(toRow(id, undefined, r));
+    return out;
   }
 
   /** Active months per device from `fromMonth` (yyyymm) on: device id → set of yyyymm. */
   activeMonths(fromMonth: number): Map<string, Set<number>> {
     const out = new Map<string, Set<number>>();
-    for (const r of this.prepare('SELECT device_id, month FROM device_months WHERE month >= ?').iterate(fromMonth) as Iterable<{ device_id: string; month: number }>) {
-      let set = out.get(r.device_id);
-      if (!set) out.set(r.device_id, (set = new Set()));
-      set.add(r.month);
+    for (const [id, a] of this.aggregates) {
+      const months = [...a.months].filter((m) => m >= fromMonth);
+      if (months.length > 0) out.set(id, new Set(months));
     }
     return out;
   }
@@ -227,10 +275,13 @@ export class LocationStore {
    * Sets the location the address gave; when the effective location (override first) differs
    * from what the twin has, the tag is marked to be written.
    */
-  setIpLocation(id: string, location: DeviceLocation, at: number, effectiveChanged: boolean): void {
+  setIpLocation(id: string, ip: string, location: DeviceLocation, at: number, effectiveChanged: boolean): void {
     this.prepare(
-      `UPDATE devices SET ip_location = ?, located_at = CASE WHEN ? THEN ? ELSE located_at END, tag_pending = CASE WHEN ? THEN 1 ELSE tag_pending END WHERE device_id = ?`,
-    ).run(JSON.stringify(location), effectiveChanged ? 1 : 0, at, effectiveChanged ? 1 : 0, id);
+      `INSERT INTO devices (device_id, located_ip, ip_location, located_at, tag_pending) VALUES (@id, @ip, @loc, @at, @pending)
+       ON CONFLICT(device_id) DO UPDATE SET located_ip = excluded.located_ip, ip_location = excluded.ip_location,
+         located_at = CASE WHEN @pending = 1 THEN excluded.located_at ELSE located_at END,
+         tag_pending = CASE WHEN @pending = 1 THEN 1 ELSE tag_pending END`,
+    ).run({ id, ip, loc: JSON.stringify(location), at, pending: effectiveChanged ? 1 : 0 });
   }
 
   /** Sets or (null) clears the operator's location; the tag is to be written either way. */
@@ -243,7 +294,7 @@ export class LocationStore {
 
   /** Devices whose twin tag waits to be written, oldest change first. */
   pendingTags(limit: number): DeviceRow[] {
-    return (this.prepare('SELECT * FROM devices WHERE tag_pending = 1 ORDER BY located_at LIMIT ?').all(limit) as DeviceDbRow[]).map(toRow);
+    return (this.prepare('SELECT * FROM devices WHERE tag_pending = 1 ORDER BY located_at LIMIT ?').all(limit) as DeviceDbRow[]).map((r) => toRow(r.device_id, this.aggregates.get(r.device_id), r));
   }
 
   /** The tag was written (error null) or cannot be (error: why, e.g. no such device in IoT Hub), unless the location changed again since `locatedAt`. */
@@ -260,8 +311,6 @@ export class LocationStore {
   }
 
   counts(): { events: number; devices: number } {
-    const events = (this.prepare('SELECT COUNT(*) AS n FROM events').get() as { n: number }).n;
-    const devices = (this.prepare('SELECT COUNT(*) AS n FROM devices').get() as { n: number }).n;
-    return { events, devices };
+    return { events: this.eventCount, devices: this.aggregates.size };
   }
 }

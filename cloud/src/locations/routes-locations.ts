@@ -316,7 +316,7 @@ export function registerLocationRoutes(app: FastifyInstance, s: CompanionService
       await audited(s, req, 'location.override.remove', id, {}, async () => {
         l.store.setOverride(id, null, s.clock.now());
         // Re-derive from the last address with today's database, in case it changed meanwhile.
-        if (row.lastIp !== null) l.store.setIpLocation(id, locationFromIp(l.geolocator.locate(row.lastIp), row.lastIp), s.clock.now(), true);
+        if (row.lastIp !== null) l.store.setIpLocation(id, row.lastIp, locationFromIp(l.geolocator.locate(row.lastIp), row.lastIp), s.clock.now(), true);
         await writeTagNow(id).catch((err: unknown) => {
           req.log.warn({ err, gateway: id }, 'location tag not written now; the writer retries');
           l.tags.kick();

@@ -289,11 +289,14 @@ export function renderRegionMap(a: RegionAnalytics, opts: RegionMapOptions = {})
     const p = w.projection([r.longitude, r.latitude]);
     if (!onMap(p)) continue;
     const [x, y] = p;
+    const label = `${r.city ?? r.region ?? r.country}: declining`;
+    // Near the right edge the label goes to the marker's left, so it is not cut off (~7 px a character).
+    const leftward = x + 7 + label.length * 7 > width - PAD;
     markers.push(
       `<g class="decline-marker" data-key="${escapeXml(r.key)}">` +
         `<path d="M${num(x - 5)},${num(y - 14)}h10l-5,8z" fill="${DECLINE_STROKE}" stroke="#ffffff" stroke-width="1"/>` +
-        `<text x="${num(x + 7)}" y="${num(y - 6)}" fill="${TEXT}" stroke="#ffffff" stroke-width="3" paint-order="stroke" font-weight="600">` +
-        `${escapeXml(`${r.city ?? r.region ?? r.country}: declining`)}</text></g>`,
+        `<text x="${num(leftward ? x - 7 : x + 7)}" y="${num(y - 6)}"${leftward ? ' text-anchor="end"' : ''} fill="${TEXT}" stroke="#ffffff" stroke-width="3" paint-order="stroke" font-weight="600">` +
+        `${escapeXml(label)}</text></g>`,
     );
   }
   if (markers.length) out.push(`<g class="decline-markers" pointer-events="none">${markers.join('')}</g>`);
@@ -304,7 +307,10 @@ export function renderRegionMap(a: RegionAnalytics, opts: RegionMapOptions = {})
     out.push(`<g class="${item.cls}" transform="translate(${num(x)},${row * 20})">${item.swatch}<text x="18" y="11">${escapeXml(item.label)}</text></g>`);
   }
   out.push('</g>');
-  out.push(`<text class="summary" x="${PAD}" y="${summaryY}" fill="${MUTED}">${escapeXml(`${summary}. As of ${a.asOf.slice(0, 10)}.`)}</text>`);
+  // The full summary is in <desc>; the visible line is cut to what fits (~6.5 px a character).
+  const fits = Math.max(20, Math.floor((width - 2 * PAD) / 6.5));
+  const line = `${summary}. As of ${a.asOf.slice(0, 10)}.`;
+  out.push(`<text class="summary" x="${PAD}" y="${summaryY}" fill="${MUTED}">${escapeXml(line.length > fits ? `${line.slice(0, fits - 1)}…` : line)}</text>`);
   const attrText = `<text x="${width - PAD}" y="${height - 6}" text-anchor="end" fill="${MUTED}" font-size="11">${escapeXml(a.attribution.text)}</text>`;
   out.push(
     /^https?:\/\//.test(a.attribution.url)

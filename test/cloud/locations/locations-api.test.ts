@@ -193,7 +193,7 @@ t.test('a 100,000-record document is streamed with bounded memory', async (t) =>
   t.comment(`100,000 records in ${Date.now() - started} ms; heap grew at most ${grewMb.toFixed(1)} MB`);
   // The whole document is ~40 MB of JSON and 100,000 parsed records several times that: a body
   // buffered whole would blow far past this.
-  t.ok(grewMb < 60, `heap growth ${grewMb.toFixed(1)} MB < 60 MB`);
+  t.ok(grewMb < 80, `heap growth ${grewMb.toFixed(1)} MB < 80 MB`);
   t.same(c.locations?.store.counts(), { events: 100_000, devices: 2000 });
 });
 
