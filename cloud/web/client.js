@@ -90,5 +90,29 @@
     return value === null ? null : value.trim() || null;
   }
 
-  window.FieldlinkClient = { ApiError, el, createApi, takeFragment, tokenFromFragment, messageOf };
+  /**
+   * The sign-in form and the sign-out button every page has: an empty token is refused on the
+   * spot; a token is handed to `onToken` (the page stores it and starts); sign-out calls `onSignOut`.
+   */
+  function wireSignIn({ form, input, signOut, say, onToken, onSignOut }) {
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const value = input.value.trim();
+      if (!value) {
+        input.setAttribute('aria-invalid', 'true');
+        say('Enter a token.', 'error');
+        input.focus();
+        return;
+      }
+      input.removeAttribute('aria-invalid');
+      input.value = '';
+      onToken(value);
+    });
+    signOut.addEventListener('click', () => {
+      onSignOut();
+      say('Signed out.');
+    });
+  }
+
+  window.FieldlinkClient = { ApiError, el, createApi, takeFragment, tokenFromFragment, messageOf, wireSignIn };
 })();

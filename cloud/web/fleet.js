@@ -4,7 +4,7 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, tokenFromFragment } = window.FieldlinkClient;
+  const { ApiError, el, createApi, tokenFromFragment, wireSignIn } = window.FieldlinkClient;
   const TOKEN_KEY = 'fieldlink.cloud.token';
   const REFRESH_MS = 5000;
   const COMMAND_POLL_MS = 1000;
@@ -367,25 +367,17 @@
 
   // ---------------------------------------------------------------- wiring
 
-  ui.tokenForm.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const value = ui.tokenInput.value.trim();
-    if (!value) {
-      ui.tokenInput.setAttribute('aria-invalid', 'true');
-      say('Enter a token.', 'error');
-      ui.tokenInput.focus();
-      return;
-    }
-    ui.tokenInput.removeAttribute('aria-invalid');
-    ui.tokenInput.value = '';
-    token = value;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    void start();
-  });
-
-  ui.signOut.addEventListener('click', () => {
-    showSignIn('');
-    say('Signed out.');
+  wireSignIn({
+    form: ui.tokenForm,
+    input: ui.tokenInput,
+    signOut: ui.signOut,
+    say,
+    onToken: (value) => {
+      token = value;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      void start();
+    },
+    onSignOut: () => showSignIn(''),
   });
 
   ui.refresh.addEventListener('click', () => void refresh());

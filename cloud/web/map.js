@@ -5,7 +5,7 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, tokenFromFragment, messageOf } = window.FieldlinkClient;
+  const { ApiError, el, createApi, tokenFromFragment, messageOf, wireSignIn } = window.FieldlinkClient;
   const TOKEN_KEY = 'fieldlink.cloud.token';
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const LEVELS = ['country', 'region', 'city'];
@@ -408,25 +408,17 @@
   });
   ui.download.addEventListener('click', () => void downloadCsv());
 
-  ui.tokenForm.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const value = ui.tokenInput.value.trim();
-    if (!value) {
-      ui.tokenInput.setAttribute('aria-invalid', 'true');
-      say('Enter a token.', 'error');
-      ui.tokenInput.focus();
-      return;
-    }
-    ui.tokenInput.removeAttribute('aria-invalid');
-    ui.tokenInput.value = '';
-    token = value;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    void start();
-  });
-
-  ui.signOut.addEventListener('click', () => {
-    showSignIn('');
-    say('Signed out.');
+  wireSignIn({
+    form: ui.tokenForm,
+    input: ui.tokenInput,
+    signOut: ui.signOut,
+    say,
+    onToken: (value) => {
+      token = value;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      void start();
+    },
+    onSignOut: () => showSignIn(''),
   });
 
   const fromFragment = tokenFromFragment();

@@ -5,7 +5,7 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, takeFragment, messageOf } = window.FieldlinkClient;
+  const { ApiError, el, createApi, takeFragment, messageOf, wireSignIn } = window.FieldlinkClient;
   const TOKEN_KEY = 'fieldlink.cloud.token';
   const SESSION_KEY = 'fieldlink.pair.session';
   const LABEL_CODE_KEY = 'fieldlink.pair.labelCode';
@@ -563,25 +563,17 @@
 
   // ---------------------------------------------------------------- wiring
 
-  ui.tokenForm.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const value = ui.tokenInput.value.trim();
-    if (!value) {
-      ui.tokenInput.setAttribute('aria-invalid', 'true');
-      say('Enter a token.', 'error');
-      ui.tokenInput.focus();
-      return;
-    }
-    ui.tokenInput.removeAttribute('aria-invalid');
-    ui.tokenInput.value = '';
-    token = value;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    void start();
-  });
-
-  ui.signOut.addEventListener('click', () => {
-    showSignIn('');
-    say('Signed out.');
+  wireSignIn({
+    form: ui.tokenForm,
+    input: ui.tokenInput,
+    signOut: ui.signOut,
+    say,
+    onToken: (value) => {
+      token = value;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      void start();
+    },
+    onSignOut: () => showSignIn(''),
   });
 
   ui.codeForm.addEventListener('submit', (event) => {
