@@ -1,10 +1,19 @@
 /** What run.ts asks a round child (round.ts) to do, and what the child answers. */
 
-export type RoundKind = 'lookups' | 'ingest';
+/**
+ * lookups: geolocator.locate() of every record's address (its per-/24 answer cache on: the
+ *          issue's "lookups alone", the headline ratio's denominator);
+ * uncached: one DB-IP database lookup per record (maxmind's Reader, no cache at all);
+ * parse:   the parse floor, readResourceLogRecords + JSON.parse(record.properties), nothing else;
+ * ingest:  the measured ingest (plus the tag flush).
+ */
+export type RoundKind = 'lookups' | 'uncached' | 'parse' | 'ingest';
+
+export const ROUND_KINDS: readonly RoundKind[] = ['lookups', 'uncached', 'parse', 'ingest'];
 
 export interface RoundJob {
   readonly kind: RoundKind;
-  /** lookups: the addresses file (one masked address a line); ingest: the `{"records":[...]}` file. */
+  /** lookups, uncached: the addresses file (one masked address a line); parse, ingest: the `{"records":[...]}` file. */
   readonly input: string;
   /** ingest: the device ids the stand-in hub knows, one a line. */
   readonly devicesFile: string;
@@ -19,14 +28,14 @@ export interface RoundJob {
 export interface RoundResult {
   readonly type: 'result';
   readonly kind: RoundKind;
-  /** Records (ingest) or addresses (lookups) processed. */
+  /** Records (ingest, parse) or addresses (lookups, uncached) processed. */
   readonly items: number;
-  /** Timed part: the lookups loop, or the ingest plus the tag flush. */
+  /** Timed part: the lookups loop, the parse loop, or the ingest plus the tag flush. */
   readonly seconds: number;
   /** ingest only: the ingest itself, without the tag flush. */
   readonly ingestSeconds: number;
   readonly flushSeconds: number;
-  /** RSS just before the timed part (geolocator loaded, inputs ready, after a GC), bytes. */
+  /** RSS just before the timed part (geolocator or database loaded, inputs ready, after a GC), bytes. */
   readonly rssBefore: number;
   /** Highest RSS sampled during the timed part, bytes. */
   readonly rssPeakSampled: number;
@@ -35,7 +44,7 @@ export interface RoundResult {
   /** Heap used at the sampled peak, bytes. */
   readonly heapPeakSampled: number;
   readonly samples: number;
-  /** lookups: how many answers were 'located' (keeps the loop honest). */
+  /** lookups: answers 'located'; uncached: lookups that found a record with a country; parse: records whose properties hold a maskedIpAddress (keeps the loop honest). */
   readonly located: number;
   /** ingest: the ingest result's counts, and what the store and the stand-in hub hold after. */
   readonly ingest?: {

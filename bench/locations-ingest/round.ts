@@ -5,6 +5,14 @@
  *
  *   lookups: every record's masked address (pre-read, not timed) through geolocator.locate(),
  *            a fresh geolocator (its per-/24 cache starts empty, as in an ingest round);
+ *   uncached: the same addresses, one database lookup each with no cache anywhere: maxmind's
+ *            Reader (mmdb-lib) built directly on the DB-IP files without a cache (maxmind.open
+ *            always puts a 10,000-entry LRU of decoded records in front, `max: 0` included), the
+ *            masked part replaced as the geolocator does (a.b.c.XXX → a.b.c.128, a /64's
+ *            XXXX groups → its midpoint a:b:c:d:8000::), getWithPrefixLength() per record;
+ *   parse:   the parse floor, the least any ingest of this format must do:
+ *            readResourceLogRecords(createReadStream(file)) and JSON.parse(record.properties)
+ *            of every record, nothing else;
  *   ingest:  the history file through readResourceLogRecords(createReadStream(file)) →
  *            ConnectionLogIngest (fresh LocationStore in an empty directory, fresh geolocator),
  *            then LocationTagWriter.flush() into a stand-in hub whose patchTags resolves at once.
@@ -16,7 +24,8 @@ import { systemClock } from '../../common/clock.js';
 import { FieldlinkError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import type { FleetHub, HubTwin, JsonObject } from '../../cloud/src/fleet-hub.js';
-import { openIpGeolocator, type IpGeolocator } from '../../cloud/src/locations/ip-geolocation.js';
+import { Reader } from 'maxmind';
+import { defaultDatabaseFiles, openIpGeolocator, type DbipCityRecord, type IpGeolocator } from '../../cloud/src/locations/ip-geolocation.js';
 import { createLocationServices } from '../../cloud/src/locations/location-services.js';
 import { LocationStore } from '../../cloud/src/locations/location-store.js';
 import { readResourceLogRecords } from '../../cloud/src/locations/record-stream.js';
@@ -114,6 +123,87 @@ function lookups(job: RoundJob, geolocator: IpGeolocator): RoundResult {
   };
 }
 
+/** x.y.z.XXX → x.y.z.128 and a:b:c:d:XXXX:XXXX:XXXX:XXXX → a:b:c:d:8000::, the addresses the geolocator substitutes. */
+function substituted(address: string): string {
+  if (address.endsWith('.XXX')) return `${address.slice(0, -3)}128`;
+  if (address.endsWith(':XXXX:XXXX:XXXX:XXXX')) return `${address.slice(0, -19)}8000::`;
+  return address;
+}
+
+interface DbipReader {
+  getWithPrefixLength(ip: string): [DbipCityRecord | null, number];
+}
+
+/** One database lookup per record, no cache of answers or of decoded records. */
+function uncached(job: RoundJob): RoundResult {
+  const files = defaultDatabaseFiles();
+  // No `cache` option: mmdb-lib's decoder then caches nothing (maxmind.open would add a 10,000-entry LRU).
+  // maxmind types records as MaxMind's own GeoIP2 shapes; DB-IP's files hold DbipCityRecord.
+  const v4 = new Reader(readFileSync(files.ipv4File)) as unknown as DbipReader;
+  const v6 = new Reader(readFileSync(files.ipv6File)) as unknown as DbipReader;
+  const addresses = lines(job.input);
+  gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  const t0 = performance.now();
+  let located = 0;
+  for (const a of addresses) {
+    const ip = substituted(a);
+    const [record] = (ip.includes(':') ? v6 : v4).getWithPrefixLength(ip);
+    if (record?.country_code) located++;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const m = process.memoryUsage();
+  return {
+    type: 'result',
+    kind: 'uncached',
+    items: addresses.length,
+    seconds,
+    ingestSeconds: seconds,
+    flushSeconds: 0,
+    rssBefore,
+    rssPeakSampled: m.rss,
+    heapPeakSampled: m.heapUsed,
+    samples: 1,
+    maxRss: process.resourceUsage().maxRSS * 1024,
+    located,
+  };
+}
+
+/** The parse floor: the streamed scan and both JSON.parse of every record (the record, then its `properties` string). */
+async function parseFloor(job: RoundJob): Promise<RoundResult> {
+  gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  const sampler = rssSampler(job.sampleMs);
+  const { items, withAddress, seconds } = await profiled(job.profileFile, async () => {
+    const t0 = performance.now();
+    let items = 0;
+    let withAddress = 0;
+    for await (const item of readResourceLogRecords(createReadStream(job.input))) {
+      items++;
+      if (!('value' in item)) continue;
+      const properties = (item.value as { properties?: unknown } | null)?.properties;
+      if (typeof properties !== 'string') continue;
+      if (typeof (JSON.parse(properties) as { maskedIpAddress?: unknown } | null)?.maskedIpAddress === 'string') withAddress++;
+    }
+    return { items, withAddress, seconds: (performance.now() - t0) / 1000 };
+  });
+  const peak = sampler.stop();
+  return {
+    type: 'result',
+    kind: 'parse',
+    items,
+    seconds,
+    ingestSeconds: seconds,
+    flushSeconds: 0,
+    rssBefore,
+    rssPeakSampled: peak.peak,
+    heapPeakSampled: peak.heapAtPeak,
+    samples: peak.samples,
+    maxRss: process.resourceUsage().maxRSS * 1024,
+    located: withAddress,
+  };
+}
+
 async function ingest(job: RoundJob, geolocator: IpGeolocator): Promise<RoundResult> {
   const devices = new Set(lines(job.devicesFile));
   const hub = standInHub(devices);
@@ -170,8 +260,13 @@ async function ingest(job: RoundJob, geolocator: IpGeolocator): Promise<RoundRes
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '') as RoundJob;
-  const geolocator = await openIpGeolocator();
-  const result = job.kind === 'lookups' ? lookups(job, geolocator) : await ingest(job, geolocator);
+  let result: RoundResult;
+  if (job.kind === 'uncached') result = uncached(job);
+  else if (job.kind === 'parse') result = await parseFloor(job);
+  else {
+    const geolocator = await openIpGeolocator();
+    result = job.kind === 'lookups' ? lookups(job, geolocator) : await ingest(job, geolocator);
+  }
   process.send?.(result);
 }
 

@@ -124,7 +124,7 @@ export function defaultDatabaseFiles(): { ipv4File: string; ipv6File: string } {
 /** Loads both files into memory (about 135 MB) and returns a geolocator over them. */
 export async function openIpGeolocator(opts: { ipv4File?: string; ipv6File?: string; cacheSize?: number } = {}): Promise<IpGeolocator> {
   const files = { ...defaultDatabaseFiles(), ...opts };
-  // maxmind's own record cache is left off: ours caches whole answers per /24 and /64.
+  // maxmind.open always keeps an LRU of 10,000 decoded records (`cache.max: 0` too); ours caches whole answers per /24 and /64 in front of it.
   const [v4, v6] = await Promise.all([maxmind.open(files.ipv4File), maxmind.open(files.ipv6File)]);
   // maxmind types records as MaxMind's own GeoIP2 shapes; DB-IP's files hold DbipCityRecord.
   return new DbipGeolocator(v4 as unknown as DbipReader, v6 as unknown as DbipReader, opts.cacheSize ?? 65_536);

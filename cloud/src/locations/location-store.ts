@@ -108,7 +108,7 @@ const migrations: readonly string[] = [
      tag_pending INTEGER NOT NULL DEFAULT 0,
      tag_error TEXT
    );
-   CREATE INDEX devices_tag_pending ON devices(tag_pending) WHERE tag_pending = 1;
+   CREATE INDEX devices_tag_pending ON devices(located_at) WHERE tag_pending = 1;
    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
 ];
 
