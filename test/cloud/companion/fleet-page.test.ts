@@ -61,7 +61,8 @@ const commands = new Map<string, Command>();
 let failCommands: { status: number; code: string; message: string } | undefined;
 let staleFleet: string | undefined;
 
-const app = Fastify();
+// Chromium keeps connections alive: close them with the server, or teardown waits for their timeout.
+const app = Fastify({ forceCloseConnections: true });
 registerWebRoutes(app);
 const problem = (reply: FastifyReply, status: number, code: string, message: string) => reply.code(status).send({ code, message });
 const principal = (req: FastifyRequest) => {

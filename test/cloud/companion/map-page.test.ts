@@ -24,7 +24,8 @@ interface Seen {
 const seen: Seen[] = [];
 let failMap: { status: number; code: string; message: string } | undefined;
 
-const app = Fastify();
+// Chromium keeps connections alive: close them with the server, or teardown waits for their timeout.
+const app = Fastify({ forceCloseConnections: true });
 registerWebRoutes(app);
 const problem = (reply: FastifyReply, status: number, code: string, message: string) => reply.code(status).send({ code, message });
 const levelOf = (req: FastifyRequest): RegionLevel => {

@@ -70,7 +70,8 @@ const seen = {
 };
 let rateLimited = false;
 
-const app = Fastify();
+// Chromium keeps connections alive: close them with the server, or teardown waits for their timeout.
+const app = Fastify({ forceCloseConnections: true });
 registerWebRoutes(app);
 const problem = (reply: FastifyReply, status: number, code: string, message: string, details?: Record<string, unknown>) =>
   reply.code(status).send({ code, message, ...(details ? { details } : {}) });
