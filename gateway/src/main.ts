@@ -17,7 +17,7 @@ import { SerialThermostatSource } from './adapters/serial-thermostat-source.js';
 import { SqliteOutbox } from './adapters/sqlite-outbox.js';
 import { Timedate1ClockTrust } from './adapters/timedate1-clock-trust.js';
 import { GatewayRuntime, outboxLimits, type GatewayRuntimeOptions, type Settings } from './app/gateway.js';
-import { describeConfig, loadGatewayConfig, validateSettings, type LoadedGatewayConfig } from './config/load-config.js';
+import { describeConfig, validateSettings, type LoadedGatewayConfig } from './config/load-config.js';
 import { initialReconcileState } from './domain/twin-reconcile.js';
 import { AssumedClockTrust, type BootClock, type ClockTrust } from './ports/clock-trust.js';
 import type { GatewaySource } from './ports/gateway-source.js';
@@ -116,8 +116,4 @@ export async function startGatewayFromConfig(config: LoadedGatewayConfig, opts: 
     await outbox.close().catch(() => undefined);
     throw e;
   }
-}
-
-export async function startGateway(configPath: string, opts: StartGatewayOptions): Promise<GatewayRuntime> {
-  return startGatewayFromConfig(loadGatewayConfig(configPath), opts);
 }

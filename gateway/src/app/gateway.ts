@@ -103,6 +103,18 @@ function samePowerConfig(a: PowerConfig, b: PowerConfig): boolean {
   return a.checkInIntervalMs === b.checkInIntervalMs && a.onlineWindowMs === b.onlineWindowMs && a.retryBaseMs === b.retryBaseMs && a.retryMaxMs === b.retryMaxMs;
 }
 
+/**
+ * `source/address=state` of every paired device, sorted, marked once it has a value (the phone
+ * shows "receiving" with the value): a change is what a prompt report is for.
+ */
+function deviceStateKey(bySource: readonly (readonly [string, Record<string, Record<string, unknown>> | undefined])[]): string {
+  const states: string[] = [];
+  for (const [configId, devices] of bySource) {
+    for (const [address, d] of Object.entries(devices ?? {})) states.push(`${configId}/${address}=${String(d.state)}${d.lastValue === null || d.lastValue === undefined ? '' : '+value'}`);
+  }
+  return states.sort().join(',');
+}
+
 export class GatewayRuntime {
   readonly #o: GatewayRuntimeOptions;
   readonly #log: Logger;
@@ -129,7 +141,7 @@ export class GatewayRuntime {
   #commandsCompleted = 0;
   #commandsRejected = 0;
   #appendsInFlight = new Set<Promise<unknown>>();
-  /** #deviceStates() as last reported: a change reports early. */
+  /** deviceStateKey() as last reported: a change reports early. */
   #reportedDeviceStates = '';
   #samplingRetry = new Map<string, AbortController>();
   #deferredCommands: IncomingCommand[] = [];
@@ -303,9 +315,9 @@ export class GatewayRuntime {
 
   /** Online: forward what was just committed after a short batching delay. */
   #forwardSoon(): void {
-    if (this.#forwardTimer !== undefined || this.#power.state.phase !== 'online') return;
+    // #online exists only while online; its abort (leaving online) cancels the pending forward.
     const signal = this.#online?.signal;
-    if (signal === undefined) return;
+    if (this.#forwardTimer !== undefined || signal === undefined || signal.aborted) return;
     this.#forwardTimer = this.#o.clock
       .sleep(this.#o.onlineForwardDelayMs ?? 5000, signal)
       .then(
@@ -565,7 +577,7 @@ export class GatewayRuntime {
       sources.set(gs.configId, { health: gs.health(), ...a, ...(gs.devices === undefined ? {} : { devices: gs.devices() }) });
     }
     const s = this.#power.state;
-    const deviceStates = this.#deviceStates();
+    const deviceStates = deviceStateKey([...sources].map(([id, a]) => [id, a.devices]));
     await this.#o.uplink.reportProperties(
       reportedState({
         firmwareVersion: this.#o.firmwareVersion,
@@ -587,18 +599,6 @@ export class GatewayRuntime {
     this.#reportedDeviceStates = deviceStates;
   }
 
-  /**
-   * `address=state` of every paired device of every source, sorted, marked once it has a value
-   * (the phone shows "receiving" with the value): a change is what a prompt report is for.
-   */
-  #deviceStates(): string {
-    const states: string[] = [];
-    for (const gs of this.#o.sources) {
-      for (const [address, d] of Object.entries(gs.devices?.() ?? {})) states.push(`${gs.configId}/${address}=${String(d.state)}${d.lastValue === null || d.lastValue === undefined ? '' : '+value'}`);
-    }
-    return states.sort().join(',');
-  }
-
   /** The periodic refresh, plus an early one whenever a paired device changed state. */
   async #reportLoop(signal: AbortSignal): Promise<void> {
     const every = this.#o.reportEveryMs ?? 60_000;
@@ -611,7 +611,8 @@ export class GatewayRuntime {
         return;
       }
       sinceReportMs += tick;
-      if (sinceReportMs < every && this.#deviceStates() === this.#reportedDeviceStates) continue;
+      // Cheap enough to poll: a few paired devices, only while online (awake anyway).
+      if (sinceReportMs < every && deviceStateKey(this.#o.sources.map((gs) => [gs.configId, gs.devices?.()])) === this.#reportedDeviceStates) continue;
       sinceReportMs = 0;
       await this.#report().catch((err: unknown) => this.#log.warn({ err }, 'reporting state failed'));
     }

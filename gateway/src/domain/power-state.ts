@@ -193,6 +193,15 @@ const stop = (s: PowerState, effects: PowerEffect[]): Transition => ({
   effects: [...effects, log('stopped', 'shutdown')],
 });
 const remember = (reason: WakeReason) => (s: PowerState): Transition => ({ state: { ...s, wakePending: s.wakePending ?? reason }, effects: [] });
+/** A hold asked for before the link is open (C2D wake, pairing mode): the longest one starts at uplinkOpened. */
+const holdOnOpen = (s: PowerState, forS: number): PowerState => ({ ...s, holdForS: Math.max(forS, s.holdForS ?? 0) });
+/** Closing: reopen right after, then hold. */
+const rememberHold = (reason: WakeReason) => (s: PowerState, e: { readonly forS: number }): Transition => ({ state: { ...holdOnOpen(s, e.forS), wakePending: s.wakePending ?? reason }, effects: [] });
+/** Online: "stay up for forS" restarts the hold from now; the window and drain rules still apply as well. */
+const holdOnline = (msg: string) => (s: PowerState, e: { readonly forS: number }): Transition => ({
+  state: { ...s, holding: true },
+  effects: [...(s.holding ? [cancel('wakeHold')] : []), start('wakeHold', e.forS * 1000), log(msg, `forS=${e.forS}`)],
+});
 
 const table: Table = {
   standby: {
@@ -201,7 +210,7 @@ const table: Table = {
     alarmReading: (s) => wake(s, 'alarm'),
     localWakeRequest: (s) => wake(s, 'local'),
     // Wakes even while an outage is retried: someone is at the gateway pairing devices now.
-    pairingMode: (s, e) => wake({ ...s, holdForS: Math.max(e.forS, s.holdForS ?? 0) }, 'pairingMode'),
+    pairingMode: (s, e) => wake(holdOnOpen(s, e.forS), 'pairingMode'),
     // Asleep, readings wait for the next trigger: that is what standby saves.
     readingsQueued: same,
     // A drain still finishing after the uplink failed reports late; nothing to do.
@@ -212,7 +221,7 @@ const table: Table = {
     shutdown: (s) => stop(s, [cancel('checkIn')]),
   },
   waking: {
-    pairingMode: (s, e) => ({ state: { ...s, holdForS: Math.max(e.forS, s.holdForS ?? 0) }, effects: [] }),
+    pairingMode: (s, e) => ({ state: holdOnOpen(s, e.forS), effects: [] }),
     // The open drains everything committed so far.
     readingsQueued: same,
     // Already opening: a second trigger must not open twice.
@@ -247,16 +256,9 @@ const table: Table = {
     alarmReading: redrain,
     // The link is up (held by a wake or pairing mode): forward now rather than at the next trigger.
     readingsQueued: redrain,
-    pairingMode: (s, e) => ({
-      state: { ...s, holding: true },
-      effects: [...(s.holding ? [cancel('wakeHold')] : []), start('wakeHold', e.forS * 1000), log('held online for pairing mode', `forS=${e.forS}`)],
-    }),
+    pairingMode: holdOnline('held online for pairing mode'),
     localWakeRequest: (s) => ({ state: { ...s, windowElapsed: false }, effects: [cancel('onlineWindow'), start('onlineWindow', s.config.onlineWindowMs)] }),
-    // "Stay up for forS": restart the hold; the window and drain rules still apply as well.
-    c2dWake: (s, e) => ({
-      state: { ...s, holding: true },
-      effects: [...(s.holding ? [cancel('wakeHold')] : []), start('wakeHold', e.forS * 1000), log('held online by C2D wake', `forS=${e.forS}`)],
-    }),
+    c2dWake: holdOnline('held online by C2D wake'),
     c2dSleep: (s) => closeNow(s, 'c2d sleep'),
     uplinkFailed: (s, e) => {
       const failures = s.failures + 1;
@@ -280,10 +282,10 @@ const table: Table = {
     outboxHighWatermark: remember('outboxHighWatermark'),
     alarmReading: remember('alarm'),
     localWakeRequest: remember('local'),
-    pairingMode: (s, e) => ({ state: { ...s, wakePending: s.wakePending ?? 'pairingMode', holdForS: Math.max(e.forS, s.holdForS ?? 0) }, effects: [] }),
+    pairingMode: rememberHold('pairingMode'),
     readingsQueued: same,
     // A C2D message can be in flight as the link closes: honour it by reopening.
-    c2dWake: (s, e) => ({ state: { ...s, wakePending: s.wakePending ?? 'c2d', holdForS: Math.max(e.forS, s.holdForS ?? 0) }, effects: [] }),
+    c2dWake: rememberHold('c2d'),
     c2dSleep: same,
     uplinkClosed: (s) => closed(s),
     // Closing failed: the link is gone either way.

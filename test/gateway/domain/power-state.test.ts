@@ -298,6 +298,10 @@ t.test('readings queued in standby wait; online they are forwarded', async (t) =
   const asleep = next(boot.state, E.readingsQueued);
   t.equal(asleep.state.phase, 'standby');
   t.same(asleep.effects, [], 'no wake, no drain in standby');
+  const opened = run(boot, [E.checkInDue, E.uplinkOpened]).state;
+  t.same(next(opened, E.readingsQueued).effects, [], 'online, a drain under way takes them along');
+  const drained = next(opened, E.outboxDrained).state;
+  t.same(next(drained, E.readingsQueued).effects, [{ type: 'drainOutbox' }], 'online after the drain finished, they are forwarded');
 });
 
 t.test('uplink failure backs off to standby with a retry check-in, doubling to a cap', async (t) => {
