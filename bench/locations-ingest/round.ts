@@ -97,30 +97,36 @@ async function profiled<T>(file: string | undefined, work: () => Promise<T>): Pr
   }
 }
 
-function lookups(job: RoundJob, geolocator: IpGeolocator): RoundResult {
-  const addresses = lines(job.input);
+/**
+ * Times `found` over every address (a synchronous loop: no timer fires during it, so the RSS
+ * "peak" is the end's and maxRss is the process's high-water mark).
+ */
+function timedLoop(kind: 'lookups' | 'uncached', addresses: readonly string[], found: (address: string) => boolean): RoundResult {
   gc?.();
   const rssBefore = process.memoryUsage().rss;
   const t0 = performance.now();
   let located = 0;
-  for (const a of addresses) if (geolocator.locate(a).kind === 'located') located++;
+  for (const a of addresses) if (found(a)) located++;
   const seconds = (performance.now() - t0) / 1000;
   const m = process.memoryUsage();
   return {
     type: 'result',
-    kind: 'lookups',
+    kind,
     items: addresses.length,
     seconds,
     ingestSeconds: seconds,
     flushSeconds: 0,
     rssBefore,
-    // A synchronous loop: no timer fires during it; maxRss is the process's high-water mark.
     rssPeakSampled: m.rss,
     heapPeakSampled: m.heapUsed,
     samples: 1,
     maxRss: process.resourceUsage().maxRSS * 1024,
     located,
   };
+}
+
+function lookups(job: RoundJob, geolocator: IpGeolocator): RoundResult {
+  return timedLoop('lookups', lines(job.input), (a) => geolocator.locate(a).kind === 'located');
 }
 
 /** x.y.z.XXX → x.y.z.128 and a:b:c:d:XXXX:XXXX:XXXX:XXXX → a:b:c:d:8000::, the addresses the geolocator substitutes. */
@@ -141,32 +147,11 @@ function uncached(job: RoundJob): RoundResult {
   // maxmind types records as MaxMind's own GeoIP2 shapes; DB-IP's files hold DbipCityRecord.
   const v4 = new Reader(readFileSync(files.ipv4File)) as unknown as DbipReader;
   const v6 = new Reader(readFileSync(files.ipv6File)) as unknown as DbipReader;
-  const addresses = lines(job.input);
-  gc?.();
-  const rssBefore = process.memoryUsage().rss;
-  const t0 = performance.now();
-  let located = 0;
-  for (const a of addresses) {
+  return timedLoop('uncached', lines(job.input), (a) => {
     const ip = substituted(a);
     const [record] = (ip.includes(':') ? v6 : v4).getWithPrefixLength(ip);
-    if (record?.country_code) located++;
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  const m = process.memoryUsage();
-  return {
-    type: 'result',
-    kind: 'uncached',
-    items: addresses.length,
-    seconds,
-    ingestSeconds: seconds,
-    flushSeconds: 0,
-    rssBefore,
-    rssPeakSampled: m.rss,
-    heapPeakSampled: m.heapUsed,
-    samples: 1,
-    maxRss: process.resourceUsage().maxRSS * 1024,
-    located,
-  };
+    return Boolean(record?.country_code);
+  });
 }
 
 /** The parse floor: the streamed scan and both JSON.parse of every record (the record, then its `properties` string). */

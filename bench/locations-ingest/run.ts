@@ -29,6 +29,8 @@ import { parseArgs } from 'node:util';
 import { generateFleetHistory, planFleet, type FleetHistoryOptions } from '../../cloud/src/locations/fleet-history.js';
 import { openIpGeolocator } from '../../cloud/src/locations/ip-geolocation.js';
 import { positiveInt } from '../args.js';
+import { cleanupOnExit } from '../cleanup.js';
+import { fmt, median } from '../stats.js';
 import { ROUND_KINDS, type RoundFailed, type RoundJob, type RoundKind, type RoundResult } from './protocol.js';
 
 const USAGE = `usage: node dist/bench/locations-ingest/run.js [options]
@@ -80,13 +82,7 @@ function parseConfig(argv: string[]): Config | undefined {
 }
 
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const mb = (bytes: number): string => fmt(bytes / 1024 / 1024, 0);
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
-};
 
 async function write(out: WriteStream, text: string): Promise<void> {
   if (!out.write(text)) await once(out, 'drain');
@@ -189,13 +185,7 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const onSignal = (): void => {
-    cleanup();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.once('exit', cleanup);
+  cleanupOnExit(cleanup);
 
   const work = mkdtempSync(join(tmpdir(), 'fieldlink-locations-ingest-'));
   if (!cfg.keep) dirs.add(work);

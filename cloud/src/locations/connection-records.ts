@@ -6,9 +6,9 @@
  * `maskedIpAddress` (cloud/hub/connection-log.ts has the full shape).
  */
 import { GATEWAY_ID_PATTERN } from '../../../gateway/src/contract/gateway-config.js';
+import type { ConnectionOperation } from '../../hub/connection-log.js';
+import { isObject } from '../../hub/twin-patch.js';
 import { IpAddressError, parseIpAddress } from './ip-address.js';
-
-export type ConnectionOperation = 'deviceConnect' | 'deviceDisconnect';
 
 export interface ConnectionEvent {
   deviceId: string;
@@ -31,10 +31,6 @@ const DEVICE_ID = new RegExp(GATEWAY_ID_PATTERN);
 /** Azure writes ISO 8601 UTC; anything Date.parse reads is accepted, a time far outside the fleet's life is not. */
 const EARLIEST_MS = Date.UTC(2015, 0, 1);
 const FUTURE_SLACK_MS = 24 * 3600_000;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 const rejected = (reason: string): RecordCheck => ({ kind: 'rejected', reason });
 

@@ -148,7 +148,7 @@ function slash24(a: number, b: number, c: number): number {
  * first, then random /24s (a fixed seed, at most SAMPLE_LOOKUPS_MAX lookups, about 1.5 s) for a
  * site the hints no longer cover.
  */
-export function addressPools(geo: IpGeolocator): AddressPools {
+function addressPools(geo: IpGeolocator): AddressPools {
   const cached = poolsByGeolocator.get(geo);
   if (cached) return cached;
   const inSite = (loc: IpLocation, site: FleetSite): boolean =>
@@ -315,7 +315,11 @@ export function planFleet(opts: FleetHistoryOptions): FleetPlan {
   const last = opts.months - 2; // the last complete month's bucket
   if (trend >= 2) {
     const byKey = new Map<string, Draft[]>();
-    for (const d of drafts) byKey.set(d.locationKey, [...(byKey.get(d.locationKey) ?? []), d]);
+    for (const d of drafts) {
+      const list = byKey.get(d.locationKey);
+      if (list) list.push(d);
+      else byKey.set(d.locationKey, [d]);
+    }
     for (const [key, list] of byKey) {
       if (decliningKeys.has(key)) continue;
       const inBucket = (b: number): Draft[] => list.filter((d) => d.bucket === b);

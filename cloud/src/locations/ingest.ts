@@ -39,7 +39,7 @@ export interface IngestResult {
   locationsChanged: number;
 }
 
-export function emptyResult(): IngestResult {
+function emptyResult(): IngestResult {
   return { received: 0, accepted: 0, duplicates: 0, skipped: 0, rejected: 0, rejections: [], failedConnects: 0, devicesUpdated: 0, locationsChanged: 0 };
 }
 
@@ -140,8 +140,9 @@ export class ConnectionLogIngest {
         const row = store.device(id);
         if (row?.lastIp == null) continue;
         const location = locationFromIp(geolocator.locate(row.lastIp), row.lastIp);
-        if (row.locatedIp === row.lastIp && sameLocation(location, row.ipLocation)) continue;
-        const effectiveChanged = row.override === null && !sameLocation(location, row.ipLocation);
+        const same = sameLocation(location, row.ipLocation);
+        if (same && row.locatedIp === row.lastIp) continue;
+        const effectiveChanged = row.override === null && !same;
         store.setIpLocation(id, row.lastIp, location, now, effectiveChanged);
         if (effectiveChanged) changed++;
       }

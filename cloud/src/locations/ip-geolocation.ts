@@ -261,8 +261,7 @@ class DbipGeolocator implements IpGeolocator {
     const bits = family === 4 ? 32 : 128;
     const blockCidr = this.cidr(base, bits - hostBits, family);
     const mid = base + size / 2n;
-    const midText = family === 4 ? formatIpv4(Number(mid)) : formatIpv6(mid);
-    const [midRecord, midPrefix] = this.lookup(mid, family);
+    const [midRecord, midPrefix, midText] = this.lookup(mid, family);
     if (midPrefix <= bits - hostBits) {
       const network = this.cidr(mid, midPrefix, family);
       if (!midRecord || !midRecord.country_code) {

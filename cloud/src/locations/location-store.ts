@@ -124,7 +124,11 @@ function parseLocation(text: string | null): DeviceLocation | null {
   return text === null ? null : (JSON.parse(text) as DeviceLocation);
 }
 
-const NO_AGGREGATE: Aggregate = { firstConnect: null, lastConnect: null, lastIp: null, lastIpTime: null, months: new Set() };
+function emptyAggregate(): Aggregate {
+  return { firstConnect: null, lastConnect: null, lastIp: null, lastIpTime: null, months: new Set() };
+}
+
+const NO_AGGREGATE = emptyAggregate();
 
 function toRow(id: string, a: Aggregate | undefined, r: DeviceDbRow | undefined): DeviceRow {
   const g = a ?? NO_AGGREGATE;
@@ -183,7 +187,7 @@ export class LocationStore {
 
   private aggregate(id: string): Aggregate {
     let a = this.aggregates.get(id);
-    if (!a) this.aggregates.set(id, (a = { firstConnect: null, lastConnect: null, lastIp: null, lastIpTime: null, months: new Set() }));
+    if (!a) this.aggregates.set(id, (a = emptyAggregate()));
     return a;
   }
 

@@ -58,6 +58,15 @@ t.test('ingest: out-of-order and repeated records give the same aggregates; fail
   t.equal(row?.tagPending, true);
   const again = await ingest.ingest([early, late]);
   t.match(again, { accepted: 0, duplicates: 2, locationsChanged: 0 });
+  t.same(store.device('gw-1'), row, 'the repeat changes nothing');
+
+  // The same records in time order, into a fresh store: the same aggregates and location.
+  const inOrder = LocationStore.open(':memory:');
+  t.teardown(() => inOrder.close());
+  await new ConnectionLogIngest({ store: inOrder, geolocator: geo, clock, log: captureLog().logger }).ingest([early, failed, late]);
+  const pick = (r: ReturnType<LocationStore['device']>) => r && { firstConnect: r.firstConnect, lastConnect: r.lastConnect, lastIp: r.lastIp, lastIpTime: r.lastIpTime, ipLocation: r.ipLocation };
+  t.same(pick(inOrder.device('gw-1')), pick(row), 'arrival order does not matter');
+  t.same(inOrder.activeMonths(0), store.activeMonths(0), 'nor for the active months');
 });
 
 t.test('relocateAll: a new database release places devices again, once', async (t) => {
