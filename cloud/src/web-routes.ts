@@ -4,11 +4,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 
 /**
- * The companion's browser pages: the operator's fleet page (`/fleet`) and the phone pairing page
- * (`/pair`), static HTML, JS and CSS from cloud/web/ at the repository root, plus jsQR's browser
- * build (the pairing page's QR decoder) from node_modules. The pages are public (no token needed
- * to load them); they ask for a token and send it to the JSON API as a bearer header. Compiled
- * code runs from dist/cloud/src/, the files stay in cloud/web/.
+ * The companion's browser pages: the operator's fleet page (`/fleet`), the fleet map (`/map`)
+ * and the phone pairing page (`/pair`), static HTML, JS and CSS from cloud/web/ at the
+ * repository root, plus jsQR's browser build (the pairing page's QR decoder) from node_modules.
+ * The pages are public (no token needed to load them); they ask for a token and send it to the
+ * JSON API as a bearer header. Compiled code runs from dist/cloud/src/, the files stay in cloud/web/.
  */
 export const WEB_DIR = new URL('../../../cloud/web/', import.meta.url);
 
@@ -72,7 +72,7 @@ function securityHeaders(reply: FastifyReply): FastifyReply {
 }
 
 /**
- * `GET /` (redirect to /fleet) the pages and their assets (webFiles()); public, hidden from OpenAPI. Pages
+ * `GET /` (redirect to /fleet), the pages and their assets (webFiles()); public, hidden from OpenAPI. Pages
  * are `no-store` (they are tiny and change with deployments), assets `no-cache` (revalidated).
  */
 export function registerWebRoutes(app: FastifyInstance, opts: { dir?: URL } = {}): void {

@@ -1,8 +1,8 @@
 /* global document, location, history, window */
 /**
  * What the companion's pages share: building DOM nodes, the JSON API with its problem bodies
- * and the bearer token, and taking a token from the URL fragment. Loaded before a page's own
- * script; exposes `window.FieldlinkClient`.
+ * and the bearer token, signing in and out, and taking a token from the URL fragment. Loaded
+ * before a page's own script; exposes `window.FieldlinkClient`.
  */
 'use strict';
 
@@ -33,15 +33,27 @@
 
   const messageOf = (err) => (err instanceof Error ? err.message : String(err));
 
+  /** An error a page need not show: the sign-in form already says the token was refused, or it is for an earlier sign-in. */
+  const quiet = (err) => err instanceof ApiError && (err.status === 401 || err.code === 'STALE');
+
+  function parseJson(text) {
+    try {
+      return JSON.parse(text);
+    } catch {
+      return null;
+    }
+  }
+
   /**
-   * `api(method, path, body)` for a page: `getToken()` the bearer token, `getEpoch()` a number
-   * that changes on sign-out (an answer to an older sign-in is thrown away as STALE), and
-   * `onUnauthorized(message)` when the companion refuses the token.
+   * `api(method, path, body)` (JSON) and `fetchRaw(path, accept)` (the Response of a 2xx
+   * answer, body unread) for a page: `getToken()` the bearer token, `getEpoch()` a number that
+   * changes on sign-out (an answer to an older sign-in is thrown away as STALE), and
+   * `onUnauthorized(message)` when the companion refuses the token. Problem bodies become ApiErrors.
    */
   function createApi({ getToken, getEpoch, onUnauthorized }) {
-    return async function api(method, path, body) {
+    async function request(method, path, accept, body) {
       const epoch = getEpoch();
-      const headers = { Accept: 'application/json', Authorization: `Bearer ${getToken()}` };
+      const headers = { Accept: accept, Authorization: `Bearer ${getToken()}` };
       if (body !== undefined) headers['Content-Type'] = 'application/json';
       let res;
       try {
@@ -49,27 +61,27 @@
       } catch (err) {
         throw new ApiError(0, 'NETWORK', `The companion did not answer (${messageOf(err)}).`);
       }
-      let data = null;
-      const text = await res.text();
-      if (text) {
-        try {
-          data = JSON.parse(text);
-        } catch {
-          data = null;
-        }
-      }
+      const data = res.ok ? null : parseJson(await res.text());
       if (epoch !== getEpoch()) throw new ApiError(0, 'STALE', 'signed out meanwhile');
+      if (res.ok) return res;
+      const message = data && typeof data.message === 'string' ? data.message : null;
       if (res.status === 401) {
-        const message = data && typeof data.message === 'string' ? data.message : 'The token was not accepted.';
-        onUnauthorized(message);
-        throw new ApiError(401, 'AUTH_REQUIRED', message);
+        const why = message ?? 'The token was not accepted.';
+        onUnauthorized(why);
+        throw new ApiError(401, 'AUTH_REQUIRED', why);
       }
-      if (!res.ok) {
-        if (data && typeof data.message === 'string') throw new ApiError(res.status, String(data.code ?? ''), data.message, data.details);
-        throw new ApiError(res.status, `HTTP_${res.status}`, `The companion answered HTTP ${res.status}.`);
-      }
-      return data;
-    };
+      if (message !== null) throw new ApiError(res.status, String(data.code ?? ''), message, data.details);
+      throw new ApiError(res.status, `HTTP_${res.status}`, `The companion answered HTTP ${res.status}.`);
+    }
+
+    async function api(method, path, body) {
+      const epoch = getEpoch();
+      const text = await (await request(method, path, 'application/json', body)).text();
+      if (epoch !== getEpoch()) throw new ApiError(0, 'STALE', 'signed out meanwhile');
+      return text ? parseJson(text) : null;
+    }
+
+    return { api, fetchRaw: (path, accept) => request('GET', path, accept, undefined) };
   }
 
   /**
@@ -85,34 +97,105 @@
   }
 
   /** The token in `#token=…`, or null (the fragment is dropped). */
-  function tokenFromFragment() {
-    const value = takeFragment().get('token');
+  function tokenFromFragment(params = takeFragment()) {
+    const value = params.get('token');
     return value === null ? null : value.trim() || null;
   }
 
+  /** Shared by the tab's pages, so moving between them keeps the sign-in; gone with the tab. */
+  const TOKEN_KEY = 'fieldlink.cloud.token';
+
   /**
-   * The sign-in form and the sign-out button every page has: an empty token is refused on the
-   * spot; a token is handed to `onToken` (the page stores it and starts); sign-out calls `onSignOut`.
+   * The sign-in every page shares: the token and its epoch, the API bound to them, the sign-in
+   * form and the sign-out button, and the whoami call. `ui` holds whoami, signOut, tokenSection,
+   * tokenForm, tokenInput and content (the page's signed-in part: hidden on sign-out, shown by the
+   * page). Hooks: `onSignedOut()` clears the page's own state; `scope(who)` words the role on the
+   * whoami line; `onSignedIn(who)` runs once whoami accepted the token.
    */
-  function wireSignIn({ form, input, signOut, say, onToken, onSignOut }) {
-    form.addEventListener('submit', (event) => {
-      event.preventDefault();
-      const value = input.value.trim();
-      if (!value) {
-        input.setAttribute('aria-invalid', 'true');
-        say('Enter a token.', 'error');
-        input.focus();
+  function createSession({ ui, say, scope = (who) => String(who.role), onSignedOut, onSignedIn }) {
+    /** @type {string|null} */
+    let token = null;
+    /** Bumped on sign-out so answers to requests made before it are dropped. */
+    let epoch = 0;
+
+    function signOut(message) {
+      epoch += 1;
+      token = null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      onSignedOut();
+      ui.whoami.textContent = '';
+      ui.signOut.hidden = true;
+      ui.content.hidden = true;
+      ui.tokenSection.hidden = false;
+      ui.tokenInput.value = '';
+      if (message) say(message, 'error');
+      ui.tokenInput.focus();
+    }
+
+    const { api, fetchRaw } = createApi({
+      getToken: () => token,
+      getEpoch: () => epoch,
+      onUnauthorized: (message) => signOut(`Signed out: ${message} Enter a valid token.`),
+    });
+
+    async function signIn(value) {
+      token = value;
+      sessionStorage.setItem(TOKEN_KEY, value);
+      const mine = epoch;
+      ui.tokenSection.hidden = true;
+      ui.signOut.hidden = false;
+      say('Signing in…');
+      let who;
+      try {
+        who = await api('GET', '/v1/whoami');
+      } catch (err) {
+        if (quiet(err)) return;
+        say(messageOf(err), 'error');
+        ui.tokenSection.hidden = false;
         return;
       }
-      input.removeAttribute('aria-invalid');
-      input.value = '';
-      onToken(value);
+      if (mine !== epoch) return;
+      ui.whoami.textContent = `signed in as ${String(who.name)} (${scope(who)})`;
+      await onSignedIn(who);
+    }
+
+    // An empty token is refused on the spot.
+    ui.tokenForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const value = ui.tokenInput.value.trim();
+      if (!value) {
+        ui.tokenInput.setAttribute('aria-invalid', 'true');
+        say('Enter a token.', 'error');
+        ui.tokenInput.focus();
+        return;
+      }
+      ui.tokenInput.removeAttribute('aria-invalid');
+      ui.tokenInput.value = '';
+      void signIn(value);
     });
-    signOut.addEventListener('click', () => {
-      onSignOut();
+    ui.signOut.addEventListener('click', () => {
+      signOut('');
       say('Signed out.');
     });
+
+    return {
+      api,
+      fetchRaw,
+      get token() {
+        return token;
+      },
+      get epoch() {
+        return epoch;
+      },
+      /** Signs in with `fromFragment`, else the tab's token; without either shows the form. True when signing in. */
+      resume(fromFragment) {
+        const value = fromFragment ?? sessionStorage.getItem(TOKEN_KEY);
+        if (value) void signIn(value);
+        else signOut('');
+        return Boolean(value);
+      },
+    };
   }
 
-  window.FieldlinkClient = { ApiError, el, createApi, takeFragment, tokenFromFragment, messageOf, wireSignIn };
+  window.FieldlinkClient = { ApiError, el, messageOf, quiet, takeFragment, tokenFromFragment, createSession };
 })();

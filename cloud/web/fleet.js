@@ -4,8 +4,7 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, tokenFromFragment, wireSignIn } = window.FieldlinkClient;
-  const TOKEN_KEY = 'fieldlink.cloud.token';
+  const { ApiError, el, messageOf, quiet, tokenFromFragment, createSession } = window.FieldlinkClient;
   const REFRESH_MS = 5000;
   const COMMAND_POLL_MS = 1000;
   const FINAL_STATUSES = new Set(['delivered', 'rejected', 'expired', 'undeliverable', 'failed']);
@@ -34,14 +33,10 @@
     body: $('fleet-body'),
   };
 
-  /** @type {string|null} */
-  let token = null;
   /** @type {{name: string, role: string}|null} */
   let me = null;
   let refreshTimer = 0;
   let loading = false;
-  /** Bumped on sign-out so answers to requests made before it are dropped. */
-  let session = 0;
   let nextInputId = 0;
   /** gateway id -> row parts, kept across refreshes so typed values and focus survive. */
   const rows = new Map();
@@ -80,22 +75,12 @@
     return diffS >= 0 ? `${duration(diffS)} ago` : `in ${duration(-diffS)}`;
   }
 
-  const api = createApi({
-    getToken: () => token,
-    getEpoch: () => session,
-    onUnauthorized: (message) => showSignIn(`Signed out: ${message} Enter a valid token.`),
-  });
-
   // ---------------------------------------------------------------- token and session
 
-  function stopTimers() {
+  function clearFleet() {
     clearTimeout(refreshTimer);
     refreshTimer = 0;
     for (const row of rows.values()) clearTimeout(row.pollTimer);
-  }
-
-  function clearFleet() {
-    stopTimers();
     rows.clear();
     ui.body.replaceChildren();
     ui.counts.textContent = '';
@@ -103,41 +88,21 @@
     ui.asOf.removeAttribute('title');
   }
 
-  function showSignIn(message) {
-    session += 1;
-    token = null;
-    me = null;
-    sessionStorage.removeItem(TOKEN_KEY);
-    clearFleet();
-    ui.whoami.textContent = '';
-    ui.signOut.hidden = true;
-    ui.fleetSection.hidden = true;
-    ui.tokenSection.hidden = false;
-    ui.tokenInput.value = '';
-    if (message) say(message, 'error');
-    ui.tokenInput.focus();
-  }
-
-  async function start() {
-    const mySession = session;
-    ui.tokenSection.hidden = true;
-    ui.signOut.hidden = false;
-    say('Signing in…');
-    try {
-      const who = await api('GET', '/v1/whoami');
-      if (mySession !== session) return;
+  const auth = createSession({
+    ui: { ...ui, content: ui.fleetSection },
+    say,
+    onSignedOut: () => {
+      me = null;
+      clearFleet();
+    },
+    onSignedIn: async (who) => {
       me = { name: String(who.name), role: String(who.role) };
-    } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
-      say(err instanceof Error ? err.message : String(err), 'error');
-      ui.tokenSection.hidden = false;
-      return;
-    }
-    ui.whoami.textContent = `signed in as ${me.name} (${me.role})`;
-    ui.fleetSection.hidden = false;
-    say('');
-    await refresh();
-  }
+      ui.fleetSection.hidden = false;
+      say('');
+      await refresh();
+    },
+  });
+  const { api } = auth;
 
   // ---------------------------------------------------------------- fleet table
 
@@ -147,22 +112,22 @@
   }
 
   async function refresh() {
-    if (!token || loading) return;
-    const mySession = session;
+    if (!auth.token || loading) return;
+    const mySession = auth.epoch;
     loading = true;
     ui.refresh.disabled = true;
     try {
       const data = await api('GET', '/v1/gateways?limit=100');
-      if (mySession !== session) return;
+      if (mySession !== auth.epoch) return;
       render(data);
       if (ui.status.dataset.kind === 'fleet-error') say('');
     } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
-      say(`Could not load the fleet: ${err instanceof Error ? err.message : String(err)}`, 'fleet-error');
+      if (quiet(err)) return;
+      say(`Could not load the fleet: ${messageOf(err)}`, 'fleet-error');
     } finally {
       loading = false;
       ui.refresh.disabled = false;
-      if (mySession === session && token) scheduleRefresh();
+      if (mySession === auth.epoch && auth.token) scheduleRefresh();
     }
   }
 
@@ -319,14 +284,14 @@
 
   async function send(row, body) {
     if (row.busy) return;
-    const mySession = session;
+    const mySession = auth.epoch;
     clearTimeout(row.pollTimer);
     row.busy = true;
     applyRole(row);
     setCommand(row, '', `${body.type === 'wake' ? 'Waking' : 'Asking for a measurement'}…`);
     try {
       const res = await api('POST', `/v1/gateways/${encodeURIComponent(row.id)}/commands`, body);
-      if (mySession !== session) return;
+      if (mySession !== auth.epoch) return;
       const cmd = res.command;
       const notes = [];
       if (res.coalesced) notes.push('(joined the wake already queued)');
@@ -335,8 +300,8 @@
       say(`${row.id}: ${body.type} command ${cmd.status}.`);
       if (!FINAL_STATUSES.has(cmd.status)) pollCommand(row, String(cmd.id), notes.join(' '), 0);
     } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
-      const message = err instanceof Error ? err.message : String(err);
+      if (quiet(err)) return;
+      const message = messageOf(err);
       setCommand(row, '', message);
       say(`${row.id}: ${message}`, 'error');
     } finally {
@@ -346,19 +311,19 @@
   }
 
   function pollCommand(row, commandId, note, failures) {
-    const mySession = session;
+    const mySession = auth.epoch;
     row.pollTimer = setTimeout(async () => {
-      if (mySession !== session || rows.get(row.id) !== row) return;
+      if (mySession !== auth.epoch || rows.get(row.id) !== row) return;
       try {
         const cmd = await api('GET', `/v1/commands/${encodeURIComponent(commandId)}`);
-        if (mySession !== session) return;
+        if (mySession !== auth.epoch) return;
         const reason = typeof cmd.statusReason === 'string' && cmd.statusReason ? cmd.statusReason : '';
         setCommand(row, String(cmd.status), [note, reason].filter(Boolean).join(' '));
         if (FINAL_STATUSES.has(cmd.status)) say(`${row.id}: ${cmd.type} command ${cmd.status}.`);
         else pollCommand(row, commandId, note, 0);
       } catch (err) {
-        if (err instanceof ApiError && (err.status === 401 || err.status === 404 || err.code === 'STALE')) return;
-        say(`${row.id}: could not read the command's status: ${err instanceof Error ? err.message : String(err)}`, 'error');
+        if (quiet(err) || (err instanceof ApiError && err.status === 404)) return;
+        say(`${row.id}: could not read the command's status: ${messageOf(err)}`, 'error');
         // Transient: keep following it, backing off up to 5 s.
         if (failures < 30) pollCommand(row, commandId, note, failures + 1);
       }
@@ -367,28 +332,11 @@
 
   // ---------------------------------------------------------------- wiring
 
-  wireSignIn({
-    form: ui.tokenForm,
-    input: ui.tokenInput,
-    signOut: ui.signOut,
-    say,
-    onToken: (value) => {
-      token = value;
-      sessionStorage.setItem(TOKEN_KEY, token);
-      void start();
-    },
-    onSignOut: () => showSignIn(''),
-  });
-
   ui.refresh.addEventListener('click', () => void refresh());
 
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && token) void refresh();
+    if (document.visibilityState === 'visible' && auth.token) void refresh();
   });
 
-  const fromFragment = tokenFromFragment();
-  if (fromFragment) sessionStorage.setItem(TOKEN_KEY, fromFragment);
-  token = fromFragment ?? sessionStorage.getItem(TOKEN_KEY);
-  if (token) void start();
-  else showSignIn('');
+  auth.resume(tokenFromFragment());
 })();

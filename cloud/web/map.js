@@ -5,8 +5,7 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, tokenFromFragment, messageOf, wireSignIn } = window.FieldlinkClient;
-  const TOKEN_KEY = 'fieldlink.cloud.token';
+  const { el, messageOf, quiet, tokenFromFragment, createSession } = window.FieldlinkClient;
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const LEVELS = ['country', 'region', 'city'];
   const MONTHS = ['6', '12', '18', '24'];
@@ -38,10 +37,6 @@
     unlocated: $('unlocated'),
   };
 
-  /** @type {string|null} */
-  let token = null;
-  /** Bumped on sign-out so answers to requests made before it are dropped. */
-  let session = 0;
   /** Bumped per load so a slow answer for an earlier level cannot overwrite a newer one. */
   let loadSeq = 0;
   /** Bumped per map request (a load, or a re-fetch after a resize): only the newest map is shown. */
@@ -56,40 +51,6 @@
     ui.status.dataset.kind = kind;
   }
 
-  const api = createApi({
-    getToken: () => token,
-    getEpoch: () => session,
-    onUnauthorized: (message) => showSignIn(`Signed out: ${message} Enter a valid token.`),
-  });
-
-  /**
-   * A non-JSON answer (the SVG, the CSV) with the same bearer token, sign-out epochs and problem
-   * bodies as `api`; resolves to the Response, body unread.
-   */
-  async function fetchRaw(path, accept) {
-    const epoch = session;
-    let res;
-    try {
-      res = await fetch(path, { headers: { Accept: accept, Authorization: `Bearer ${token}` }, cache: 'no-store', credentials: 'omit' });
-    } catch (err) {
-      throw new ApiError(0, 'NETWORK', `The companion did not answer (${messageOf(err)}).`);
-    }
-    if (epoch !== session) throw new ApiError(0, 'STALE', 'signed out meanwhile');
-    if (res.ok) return res;
-    let data = null;
-    try {
-      data = JSON.parse(await res.text());
-    } catch {
-      data = null;
-    }
-    const message = data && typeof data.message === 'string' ? data.message : `The companion answered HTTP ${res.status}.`;
-    if (res.status === 401) {
-      showSignIn(`Signed out: ${message} Enter a valid token.`);
-      throw new ApiError(401, 'AUTH_REQUIRED', message);
-    }
-    throw new ApiError(res.status, data && data.code ? String(data.code) : `HTTP_${res.status}`, message);
-  }
-
   // ---------------------------------------------------------------- token and session
 
   function clearView() {
@@ -101,40 +62,17 @@
     ui.asOf.textContent = '';
   }
 
-  function showSignIn(message) {
-    session += 1;
-    token = null;
-    sessionStorage.removeItem(TOKEN_KEY);
-    clearView();
-    ui.whoami.textContent = '';
-    ui.signOut.hidden = true;
-    ui.mapSection.hidden = true;
-    ui.tokenSection.hidden = false;
-    ui.tokenInput.value = '';
-    if (message) say(message, 'error');
-    ui.tokenInput.focus();
-  }
-
-  async function start() {
-    const mySession = session;
-    ui.tokenSection.hidden = true;
-    ui.signOut.hidden = false;
-    say('Signing in…');
-    let who;
-    try {
-      who = await api('GET', '/v1/whoami');
-      if (mySession !== session) return;
-    } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
-      say(messageOf(err), 'error');
-      ui.tokenSection.hidden = false;
-      return;
-    }
-    ui.whoami.textContent = `signed in as ${String(who.name)} (${String(who.role)})`;
-    ui.mapSection.hidden = false;
-    say('');
-    await load();
-  }
+  const auth = createSession({
+    ui: { ...ui, content: ui.mapSection },
+    say,
+    onSignedOut: clearView,
+    onSignedIn: async () => {
+      ui.mapSection.hidden = false;
+      say('');
+      await load();
+    },
+  });
+  const { api, fetchRaw } = auth;
 
   // ---------------------------------------------------------------- loading
 
@@ -167,8 +105,8 @@
   }
 
   async function load() {
-    if (!token) return;
-    const mySession = session;
+    if (!auth.token) return;
+    const mySession = auth.epoch;
     const seq = ++loadSeq;
     const q = query();
     ui.map.setAttribute('aria-busy', 'true');
@@ -178,14 +116,14 @@
       api('GET', `/v1/analytics/regions?${q}`),
       fetchMap(q),
     ]);
-    if (mySession !== session || seq !== loadSeq) return;
+    if (mySession !== auth.epoch || seq !== loadSeq) return;
     ui.map.setAttribute('aria-busy', 'false');
     ui.refresh.disabled = false;
     const problems = [];
     for (const [what, result] of [['the regions', data], ['the map', svg]]) {
       if (result.status === 'rejected') {
         const err = result.reason;
-        if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
+        if (quiet(err)) return;
         problems.push(`Could not load ${what}: ${messageOf(err)}`);
       }
     }
@@ -227,20 +165,20 @@
    * (a phone turned, a window halved): between, the SVG just scales. The table is left alone.
    */
   async function redrawMap() {
-    if (!token || ui.mapSection.hidden || !mapWidth || ui.map.getAttribute('aria-busy') === 'true') return;
+    if (!auth.token || ui.mapSection.hidden || !mapWidth || ui.map.getAttribute('aria-busy') === 'true') return;
     const width = mapWidthPx();
     if (Math.abs(width - mapWidth) <= 0.2 * mapWidth) return;
-    const mySession = session;
+    const mySession = auth.epoch;
     const seq = loadSeq;
     let map;
     try {
       map = await fetchMap(query());
     } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
-      if (mySession === session && seq === loadSeq) say(`Could not redraw the map: ${messageOf(err)}`, 'error');
+      if (quiet(err)) return;
+      if (mySession === auth.epoch && seq === loadSeq) say(`Could not redraw the map: ${messageOf(err)}`, 'error');
       return;
     }
-    if (mySession !== session || seq !== loadSeq || map.seq !== mapSeq) return;
+    if (mySession !== auth.epoch || seq !== loadSeq || map.seq !== mapSeq) return;
     try {
       showMap(map.text, map.width);
     } catch (err) {
@@ -364,7 +302,7 @@
   // ---------------------------------------------------------------- CSV
 
   async function downloadCsv() {
-    if (!token) return;
+    if (!auth.token) return;
     const level = ui.level.value;
     const months = ui.months.value;
     ui.download.disabled = true;
@@ -380,7 +318,7 @@
       setTimeout(() => URL.revokeObjectURL(url), 10_000);
       say('CSV downloaded.');
     } catch (err) {
-      if (err instanceof ApiError && (err.status === 401 || err.code === 'STALE')) return;
+      if (quiet(err)) return;
       say(`Could not download the CSV: ${messageOf(err)}`, 'error');
     } finally {
       ui.download.disabled = false;
@@ -408,22 +346,5 @@
   });
   ui.download.addEventListener('click', () => void downloadCsv());
 
-  wireSignIn({
-    form: ui.tokenForm,
-    input: ui.tokenInput,
-    signOut: ui.signOut,
-    say,
-    onToken: (value) => {
-      token = value;
-      sessionStorage.setItem(TOKEN_KEY, token);
-      void start();
-    },
-    onSignOut: () => showSignIn(''),
-  });
-
-  const fromFragment = tokenFromFragment();
-  if (fromFragment) sessionStorage.setItem(TOKEN_KEY, fromFragment);
-  token = fromFragment ?? sessionStorage.getItem(TOKEN_KEY);
-  if (token) void start();
-  else showSignIn('');
+  auth.resume(tokenFromFragment());
 })();

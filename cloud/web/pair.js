@@ -5,8 +5,7 @@
 'use strict';
 
 (() => {
-  const { ApiError, el, createApi, takeFragment, messageOf, wireSignIn } = window.FieldlinkClient;
-  const TOKEN_KEY = 'fieldlink.cloud.token';
+  const { ApiError, el, messageOf, quiet, takeFragment, tokenFromFragment, createSession } = window.FieldlinkClient;
   const SESSION_KEY = 'fieldlink.pair.session';
   const LABEL_CODE_KEY = 'fieldlink.pair.labelCode';
   const POLL_MS = 1000;
@@ -51,10 +50,6 @@
     list: $('device-list'),
   };
 
-  /** @type {string|null} */
-  let token = null;
-  /** Bumped on sign-out so answers to requests made before it are dropped. */
-  let epoch = 0;
   /** The open pairing session: { id, gateway, expiresAtMs } (client clock), or null. */
   let pairing = null;
   let pollTimer = 0;
@@ -84,14 +79,6 @@
     return `at ${hhmm(new Date(t))}`;
   }
 
-  const quiet = (err) => err instanceof ApiError && (err.status === 401 || err.code === 'STALE');
-
-  const api = createApi({
-    getToken: () => token,
-    getEpoch: () => epoch,
-    onUnauthorized: (message) => showSignIn(`Signed out: ${message} Enter a valid token.`),
-  });
-
   // ---------------------------------------------------------------- token and sign-in
 
   /** "pairing, site Osaka plant, until 18:00": what this token may do, and for how long. */
@@ -107,38 +94,20 @@
     return parts.join(', ');
   }
 
-  function showSignIn(message) {
-    epoch += 1;
-    token = null;
-    sessionStorage.removeItem(TOKEN_KEY);
-    sessionStorage.removeItem(SESSION_KEY);
-    stopScan();
-    closeSession();
-    ui.whoami.textContent = '';
-    ui.signOut.hidden = true;
-    ui.gatewaySection.hidden = true;
-    ui.tokenSection.hidden = false;
-    ui.tokenInput.value = '';
-    if (message) say(message, 'error');
-    ui.tokenInput.focus();
-  }
+  const auth = createSession({
+    ui: { ...ui, content: ui.gatewaySection },
+    say,
+    scope: scopeOf,
+    onSignedOut: () => {
+      sessionStorage.removeItem(SESSION_KEY);
+      stopScan();
+      closeSession();
+    },
+    onSignedIn,
+  });
+  const { api } = auth;
 
-  async function start() {
-    const myEpoch = epoch;
-    ui.tokenSection.hidden = true;
-    ui.signOut.hidden = false;
-    say('Signing in…');
-    let who;
-    try {
-      who = await api('GET', '/v1/whoami');
-    } catch (err) {
-      if (quiet(err)) return;
-      say(messageOf(err), 'error');
-      ui.tokenSection.hidden = false;
-      return;
-    }
-    if (myEpoch !== epoch) return;
-    ui.whoami.textContent = `signed in as ${String(who.name)} (${scopeOf(who)})`;
+  async function onSignedIn(who) {
     if (who.role !== 'pairing' && who.role !== 'operator') {
       say(`Pairing needs a pairing or operator token; this one is ${String(who.role)}.`, 'error');
       return;
@@ -157,8 +126,9 @@
     const saved = sessionStorage.getItem(SESSION_KEY);
     if (saved) {
       try {
+        const myEpoch = auth.epoch;
         const view = await api('GET', `/v1/pairing/sessions/${encodeURIComponent(saved)}`);
-        if (myEpoch !== epoch) return;
+        if (myEpoch !== auth.epoch) return;
         if (Date.parse(view.session.expiresAt) > Date.now()) {
           openSession(view);
           return;
@@ -286,7 +256,7 @@
       say(`Could not refresh the devices: ${messageOf(err)}`, 'poll-error');
     } finally {
       polling = false;
-      if (pairing === mine && token && !ui.deviceSection.hidden) schedulePoll();
+      if (pairing === mine && auth.token && !ui.deviceSection.hidden) schedulePoll();
     }
   }
 
@@ -563,19 +533,6 @@
 
   // ---------------------------------------------------------------- wiring
 
-  wireSignIn({
-    form: ui.tokenForm,
-    input: ui.tokenInput,
-    signOut: ui.signOut,
-    say,
-    onToken: (value) => {
-      token = value;
-      sessionStorage.setItem(TOKEN_KEY, token);
-      void start();
-    },
-    onSignOut: () => showSignIn(''),
-  });
-
   ui.codeForm.addEventListener('submit', (event) => {
     event.preventDefault();
     void onCode(ui.codeInput.value);
@@ -607,22 +564,15 @@
     if (document.visibilityState === 'hidden') {
       stopPolling();
       stopScan();
-    } else if (pairing && token && !ui.deviceSection.hidden) void poll();
+    } else if (pairing && auth.token && !ui.deviceSection.hidden) void poll();
   });
 
   const fragment = takeFragment();
-  const fromFragment = fragment.get('token')?.trim() || null;
   // A gateway label's link (phone camera app): remembered across the sign-in, used once.
   const labelCode = fragment.get('code')?.trim() || null;
   if (labelCode) sessionStorage.setItem(LABEL_CODE_KEY, labelCode);
-  if (fromFragment) sessionStorage.setItem(TOKEN_KEY, fromFragment);
-  token = fromFragment ?? sessionStorage.getItem(TOKEN_KEY);
-  if (token) void start();
-  else {
-    showSignIn('');
-    if (labelCode) {
-      const gateway = fragment.get('gateway');
-      say(`Label of gateway ${gateway ?? ''} scanned. Sign in with your pairing link or token to pair devices with it.`.replace('gateway  ', 'gateway '));
-    }
+  if (!auth.resume(tokenFromFragment(fragment)) && labelCode) {
+    const gateway = fragment.get('gateway');
+    say(`Label of gateway${gateway ? ` ${gateway}` : ''} scanned. Sign in with your pairing link or token to pair devices with it.`);
   }
 })();

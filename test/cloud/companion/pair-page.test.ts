@@ -309,17 +309,14 @@ t.test('a viewer token is told pairing needs another role; a stranger gets the s
   t.ok(await page.getByTestId('code-form').isHidden());
   await page.close();
   const { page: other } = await browser.open(PHONE);
-  await stranger(other);
+  await other.goto(`${base}/pair#token=flc_unknown`);
+  await other.getByTestId('token-form').waitFor();
+  t.match(await textOf(other, 'status'), /no valid token/);
+  await other.getByLabel('Token').fill(PAIRING);
+  await other.getByRole('button', { name: 'Sign in' }).click();
+  await other.getByTestId('code-form').waitFor();
+  await other.close();
 });
-
-async function stranger(page: import('playwright-core').Page) {
-  await page.goto(`${base}/pair#token=flc_unknown`);
-  await page.getByTestId('token-form').waitFor();
-  await page.getByLabel('Token').fill(PAIRING);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByTestId('code-form').waitFor();
-  await page.close();
-}
 
 t.test('no camera API (an insecure origin): the page says so and keeps the typed field', async (t) => {
   const { page } = await browser.open(PHONE);
@@ -333,13 +330,12 @@ t.test('no camera API (an insecure origin): the page says so and keeps the typed
   await page.close();
 });
 
-
 t.test('scanning through a (fake) camera: the label opens the session, the wearable is added', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'fieldlink-fake-camera-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const clip = join(dir, 'qr.y4m');
-  // Two seconds of the gateway label, then two of a wearable: each scan must skip the other's code.
-  // The label as printed with --companion-url (a link), then a wearable.
+  // Two seconds of the gateway label as printed with --companion-url (a link), then two of a
+  // wearable: each scan must skip the other's code.
   writeFileSync(clip, qrClip(['https://fieldlink.example.com/pair#gateway=gw-north-1&code=7K3QX-M9P2D', 'fieldlink:device?address=aa:bb:cc:dd:ee:31&profile=environmental_sensing'], 10));
   const camera = await launchBrowser(t, {
     args: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${clip}`],
