@@ -32,6 +32,9 @@ import type { PowerPhase } from '../../gateway/src/domain/power-state.js';
 import { killHubs, startHub, type HubProcess } from '../gateway-drain/hub-process.js';
 import { killLoaders, startLoader, type LoadJob, type LoadProcess, type LoadResult } from './load-process.js';
 import { positiveInt } from '../args.js';
+import { cleanupOnExit } from '../cleanup.js';
+import { fmt, median } from '../stats.js';
+import { seededRandom } from '../../common/seeded-random.js';
 
 const USAGE = `usage: node dist/bench/cloud-api/run.js [options]
   --gateways N     fleet size (default 100)
@@ -78,21 +81,6 @@ function parseConfig(argv: string[]): Config | undefined {
 }
 
 const progress = (line: string): void => void process.stderr.write(`${line}\n`);
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
-};
-
-/** Deterministic pseudo-random numbers, so every run builds the same fleet. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 const gatewayId = (i: number): string => `bench-gw-${String(i).padStart(3, '0')}`;
 
@@ -103,7 +91,8 @@ const gatewayId = (i: number): string => `bench-gw-${String(i).padStart(3, '0')}
  * the hub's last-activity time of each, the write just made, counts as a check-in.)
  */
 function reportedFor(i: number, now: number): Record<string, unknown> {
-  const r = rng(i + 1);
+  // Seeded: every run builds the same fleet.
+  const r = seededRandom(i + 1);
   const checkInIntervalS = i % 4 === 0 ? 900 : 3_600;
   const phase: PowerPhase = i % 5 === 0 ? 'online' : 'standby';
   const lastCheckInMs = now - Math.floor(r() * checkInIntervalS * 1000 * 0.8);
@@ -337,15 +326,7 @@ async function main(): Promise<void> {
     console.log(USAGE);
     return;
   }
-  const onSignal = (): void => {
-    killHubs();
-    killLoaders();
-    removeDirs();
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  process.once('exit', () => {
+  cleanupOnExit(() => {
     killHubs();
     killLoaders();
     removeDirs();

@@ -94,6 +94,9 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     const fl = toFieldlinkError(err);
     const status = httpStatusOf(fl.code);
+    // Every refusal for rate (the per-token limit, pairing-code guessing) says when to come back.
+    const retryAfterS = fl.code === 'RATE_LIMITED' ? fl.details?.retryAfterS : undefined;
+    if (typeof retryAfterS === 'number') void reply.header('retry-after', String(retryAfterS));
     if (status >= 500) req.log.error({ reqId: req.id, err, code: fl.code }, 'request failed');
     else req.log.info({ reqId: req.id, code: fl.code, status }, fl.message);
     void reply.code(status).type('application/json; charset=utf-8').send(problemOf(fl));
@@ -106,8 +109,8 @@ export async function build(opts: BuildOptions): Promise<FastifyInstance> {
   const auth = createAuth({ store: opts.store, clock, ...(opts.rateLimit ? { rateLimit: opts.rateLimit } : {}) });
   // Default deny: a route that forgets requireRole still needs a valid token (any role). Checked
   // on request, before the body is parsed or validated, so strangers get 401 and nothing else.
-  app.addHook('onRequest', async (req, reply) => {
-    if (!isPublic(req)) auth.authenticate(req, reply);
+  app.addHook('onRequest', async (req) => {
+    if (!isPublic(req)) auth.authenticate(req);
   });
 
   // One line per request: never headers (the Authorization header stays out of logs

@@ -14,7 +14,7 @@ export interface AuditContext {
  * The change has happened (or failed) whatever the audit store says: a failing audit write is
  * logged with the entry, never thrown over the result (a created gateway's key would be lost).
  */
-function record(ctx: AuditContext, entry: AuditEntry): void {
+export function recordAudit(ctx: AuditContext, entry: AuditEntry): void {
   try {
     ctx.store.appendAudit(entry);
   } catch (err) {
@@ -39,11 +39,11 @@ export async function audited<T>(
   const tokenName = req.principal?.name ?? 'anonymous';
   try {
     const value = await work();
-    record(ctx, { ts: ctx.clock.now(), tokenName, action, target, result: 'ok', details: { ...details, ...resultDetails?.(value) } });
+    recordAudit(ctx, { ts: ctx.clock.now(), tokenName, action, target, result: 'ok', details: { ...details, ...resultDetails?.(value) } });
     return value;
   } catch (err) {
     const code = isFieldlinkError(err) ? err.code : 'INTERNAL_ERROR';
-    record(ctx, { ts: ctx.clock.now(), tokenName, action, target, result: code, details });
+    recordAudit(ctx, { ts: ctx.clock.now(), tokenName, action, target, result: code, details });
     throw err;
   }
 }

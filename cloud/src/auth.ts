@@ -8,6 +8,8 @@ import type { CloudStore, Role, TokenSummary } from './store.js';
 /** Every companion token starts with this, so a leaked one is recognisable (secret scanners, logs). */
 export const TOKEN_PREFIX = 'flc_';
 const TOKEN_PATTERN = /^flc_[A-Za-z0-9_-]{43}$/;
+/** Token names: they head audit entries and log lines, so short and printable. */
+export const TOKEN_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 
 /** A new token: 32 random bytes, base64url, prefixed. Shown once; only its hash is stored. */
 export function generateToken(): string {
@@ -28,7 +30,6 @@ export function issueToken(store: CloudStore, opts: { name: string; role: Role; 
   const record = store.insertToken({ name: opts.name, role: opts.role, hash: hashToken(token), created: opts.now, site: opts.site ?? null, expires: opts.expiresAt ?? null });
   return { token, record };
 }
-
 
 export interface Principal {
   readonly tokenId: number;
@@ -102,7 +103,7 @@ export type RoleHook = (req: FastifyRequest, reply: FastifyReply) => Promise<voi
 
 export interface Auth {
   /** Checks the bearer token and the token's rate; sets `req.principal`. Idempotent per request. */
-  authenticate(req: FastifyRequest, reply: FastifyReply): Principal;
+  authenticate(req: FastifyRequest): Principal;
   /**
    * A route hook: 401 without a valid token, 429 over the rate, 403 unless the token has one of
    * `roles` (none given: any role). Routes use it as `onRequest`, so a caller without the right
@@ -129,21 +130,20 @@ export function createAuth(opts: { store: CloudStore; clock: Clock; rateLimit?: 
   }
 
   const auth: Auth = {
-    authenticate(req, reply) {
+    authenticate(req) {
       if (req.principal) return req.principal;
       const principal = lookup(bearer(req));
       const taken = buckets.take(principal.tokenId);
       if (!taken.ok) {
         const retryAfterS = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
-        void reply.header('retry-after', String(retryAfterS));
         throw new FieldlinkError('RATE_LIMITED', { message: `rate limit exceeded for token "${principal.name}"; retry after ${retryAfterS} s`, details: { retryAfterS } });
       }
       req.principal = principal;
       return principal;
     },
     requireRole(...roles) {
-      return async (req, reply) => {
-        const principal = auth.authenticate(req, reply);
+      return async (req) => {
+        const principal = auth.authenticate(req);
         if (roles.length > 0 && !roles.includes(principal.role)) {
           throw new FieldlinkError('AUTH_FORBIDDEN', {
             message: `role "${principal.role}" may not ${req.method} ${req.routeOptions.url ?? ''}`,

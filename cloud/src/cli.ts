@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { FieldlinkError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { shutdownSignal } from '../../common/shutdown-signal.js';
-import { issueToken } from './auth.js';
+import { issueToken, TOKEN_NAME_PATTERN } from './auth.js';
+import { pairingLink } from './routes-pairing.js';
 import { readFileSync } from 'node:fs';
 import { hubFilePath, DEFAULT_DATA_DIR as DEFAULT_HUB_DATA_DIR } from '../hub/data-dir.js';
 import { startCloudServer, type HubSource } from './server.js';
@@ -20,7 +21,7 @@ function role(value: string): Role {
 }
 
 function tokenName(value: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(value)) {
+  if (!TOKEN_NAME_PATTERN.test(value)) {
     throw new FieldlinkError('CONFIG_INVALID', { message: `--name must be 1-64 letters, digits, . _ @ - (starting with a letter or digit), not "${value}"` });
   }
   return value;
@@ -35,27 +36,23 @@ function duration(value: string): number {
   return ms;
 }
 
-/** `--public-url`: an http(s) origin (and optional path) phones reach; pairing links are built on it. */
-function publicUrl(value: string): string {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new FieldlinkError('CONFIG_INVALID', { message: `--public-url "${value}" is not a URL (e.g. https://fieldlink.example.com)` });
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `--public-url must be http(s), got ${url.protocol}` });
-  if (url.search !== '' || url.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: '--public-url takes no query or fragment' });
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-}
-
-function pairingLink(base: string, token: string): string {
-  let url: URL;
-  try {
-    url = new URL(base);
-  } catch {
-    throw new FieldlinkError('CONFIG_INVALID', { message: `--link "${base}" is not a URL (e.g. https://fieldlink.example.com)` });
-  }
-  return `${url.origin}${url.pathname.replace(/\/+$/, '')}/pair#token=${token}`;
+/**
+ * An option parser for the companion's URL as phones reach it (`--public-url`, `--link`): an
+ * http(s) origin and optional path, without query, fragment or trailing slash; pairing links are
+ * built on it.
+ */
+function companionUrl(flag: string): (value: string) => string {
+  return (value) => {
+    let url: URL;
+    try {
+      url = new URL(value);
+    } catch {
+      throw new FieldlinkError('CONFIG_INVALID', { message: `${flag} "${value}" is not a URL (e.g. https://fieldlink.example.com)` });
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `${flag} must be http(s), got ${url.protocol}` });
+    if (url.search !== '' || url.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: `${flag} takes no query or fragment` });
+    return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+  };
 }
 
 function withStore<T>(dataDir: string, fn: (store: CloudStore) => T): T {
@@ -125,7 +122,7 @@ export function registerCloudCommands(program: Command, io: CloudCliIo = { stdou
     .option('--registry-connection-string <cs>', 'registry connection string, when the service one lacks RegistryRead/Write (default: the hub one)')
     .option('--hub-ca <file>', 'PEM CA to trust for the hub (a local hub reached by connection string)')
     .option('--no-locations', 'do not locate gateways from connection logs (saves the IP database: about 135 MB of memory)')
-    .option('--public-url <url>', 'how phones reach the companion (pairing links), e.g. https://fieldlink.example.com; default: the request origin')
+    .option('--public-url <url>', 'how phones reach the companion (pairing links), e.g. https://fieldlink.example.com; default: the request origin', companionUrl('--public-url'))
     .option('--log-level <level>', 'pino log level', 'info')
     .addHelpText(
       'after',
@@ -142,7 +139,7 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
         log,
         hub: hubSource(opts, process.env),
         ...(opts.locations ? {} : { locations: false as const }),
-        ...(opts.publicUrl === undefined ? {} : { app: { publicUrl: publicUrl(opts.publicUrl) } }),
+        ...(opts.publicUrl === undefined ? {} : { app: { publicUrl: opts.publicUrl } }),
       });
       io.stdout(`cloud companion listening on ${running.url}  (OpenAPI: ${running.url}/docs)\n`);
       await shutdownSignal(log);
@@ -160,7 +157,8 @@ IoT Hub: --hub FILE (a local hub), or the environment (keeps secrets out of the 
     .option('--site <site>', "pairing tokens: pair only with this site's gateways (tags.fieldlink.site)")
     .option('--all-sites', 'pairing tokens: pair with any gateway (say so explicitly)')
     .option('--expires-in <duration>', 'the token stops working after this long: 30m, 8h, 7d', duration)
-    .option('--link <url>', "print a pairing link for this token: the companion's URL as phones reach it")
+    // Parsed with the options: a bad URL fails before any token is created.
+    .option('--link <url>', "print a pairing link for this token: the companion's URL as phones reach it", companionUrl('--link'))
     .action((opts: { role: Role; name: string; site?: string; allSites?: boolean; expiresIn?: number; link?: string }, cmd: Command) => {
       if (opts.role === 'pairing' && (opts.site === undefined) === (opts.allSites !== true)) {
         throw new FieldlinkError('CONFIG_INVALID', { message: 'a pairing token needs --site SITE (its gateways only) or --all-sites' });

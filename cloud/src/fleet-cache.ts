@@ -1,5 +1,5 @@
 import type { Clock } from '../../common/clock.js';
-import type { FieldlinkError } from '../../common/errors.js';
+import { isFieldlinkError, type FieldlinkError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { translateHubError } from './azure-fleet-hub.js';
 import type { FleetHub, HubTwin } from './fleet-hub.js';
@@ -97,6 +97,26 @@ export class FleetCache {
 
   get(id: string): HubTwin | undefined {
     return this.twins.get(id);
+  }
+
+  /**
+   * Awaits a hub call about gateway `id`. DEVICE_NOT_FOUND means the gateway was deleted behind
+   * the companion's back since the last refresh: it is forgotten now, not listed until the next.
+   */
+  async about<T>(id: string, call: Promise<T>): Promise<T> {
+    try {
+      return await call;
+    } catch (err) {
+      if (isFieldlinkError(err, 'DEVICE_NOT_FOUND')) this.remove(id);
+      throw err;
+    }
+  }
+
+  /** The gateway's twin read fresh from the hub, and put here. */
+  async read(id: string): Promise<HubTwin> {
+    const twin = await this.about(id, this.hub.getTwin(id));
+    this.put(twin);
+    return twin;
   }
 
   put(twin: HubTwin): void {

@@ -82,13 +82,14 @@ export function configView(twin: HubTwin): ConfigView {
       }
     : null;
   let status: ConfigState;
-  const nothingAsked = Object.keys(desiredSettings(twin)).length === 0;
+  const desired = desiredSettings(twin);
+  const nothingAsked = Object.keys(desired).length === 0;
   // Emptying desired is a change too: only "none" once the gateway has caught up with it.
   if (desiredVersion === 0 || (nothingAsked && (!reported || reported.desiredVersion >= desiredVersion))) status = reported ? 'applied' : 'none';
   else if (!reported || reported.desiredVersion < desiredVersion) status = 'pending';
   else if (reported.status === 'rejected' && reported.appliedVersion < desiredVersion) status = 'rejected';
   else status = 'applied';
-  return { etag: twin.etag, desired: desiredSettings(twin), desiredVersion, reported, status, errors: status === 'rejected' ? (reported?.errors ?? []) : [] };
+  return { etag: twin.etag, desired, desiredVersion, reported, status, errors: status === 'rejected' ? (reported?.errors ?? []) : [] };
 }
 
 /** The schedule the gateway says it runs (reported), else what was asked of it (desired), else its defaults. */

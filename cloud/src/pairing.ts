@@ -13,17 +13,17 @@ import { randomUUID } from 'node:crypto';
 import { FieldlinkError } from '../../common/errors.js';
 import type { Principal } from './auth.js';
 import type { HubTwin, JsonObject } from './fleet-hub.js';
-import { checkInIntervalS, configView, summarize } from './gateway-view.js';
+import { checkInIntervalS, configView, summarize, type ConfigView } from './gateway-view.js';
 import { gatewayForPairingCode } from './pairing-lookup.js';
 import type { CompanionServices } from './services.js';
 import type { PairingDeviceRecord, PairingSessionRecord } from './store.js';
 
-export const PAIRING_SESSION_TTL_MS = 30 * 60_000;
+const PAIRING_SESSION_TTL_MS = 30 * 60_000;
 /** Failed code lookups allowed per token within the window; the next is refused until one ages out. */
-export const PAIRING_MAX_FAILURES = 10;
-export const PAIRING_FAILURE_WINDOW_MS = 10 * 60_000;
+const PAIRING_MAX_FAILURES = 10;
+const PAIRING_FAILURE_WINDOW_MS = 10 * 60_000;
 /** How long a gateway woken for a pairing change stays online (s): enough to connect and report. */
-export const PAIRING_WAKE_S = 120;
+const PAIRING_WAKE_S = 120;
 
 export const PAIRING_DEVICE_STATES = ['waiting-for-gateway', 'connecting', 'receiving', 'error'] as const;
 export type PairingDeviceState = (typeof PAIRING_DEVICE_STATES)[number];
@@ -63,9 +63,8 @@ function reportedDevice(twin: HubTwin, address: string): JsonObject | undefined 
   return undefined;
 }
 
-function deviceView(twin: HubTwin, d: PairingDeviceRecord): PairingDeviceView {
+function deviceView(twin: HubTwin, config: ConfigView, d: PairingDeviceRecord): PairingDeviceView {
   const base = { address: d.address, profile: d.profile, name: d.name };
-  const config = configView(twin);
   if (config.status === 'pending') return { ...base, state: 'waiting-for-gateway' };
   if (config.status === 'rejected') {
     return { ...base, state: 'error', error: `the gateway rejected its desired config: ${JSON.stringify(config.errors).slice(0, 200)}` };
@@ -90,14 +89,14 @@ function desiredPairings(twin: HubTwin): JsonObject {
 }
 
 /** The site a gateway belongs to (tags.fieldlink.site, set by provisioning), or null. */
-export function gatewaySite(twin: HubTwin): string | null {
+function gatewaySite(twin: HubTwin): string | null {
   const site = obj(twin.tags.fieldlink).site;
   return typeof site === 'string' ? site : null;
 }
 
 /** The gateways a principal may pair with: a site-scoped pairing token sees its site's only. */
-function pairable(principal: Principal, twins: readonly HubTwin[]): HubTwin[] {
-  return principal.site === null ? [...twins] : twins.filter((t) => gatewaySite(t) === principal.site);
+function pairable(principal: Principal, twins: readonly HubTwin[]): readonly HubTwin[] {
+  return principal.site === null ? twins : twins.filter((t) => gatewaySite(t) === principal.site);
 }
 
 export class PairingService {
@@ -140,8 +139,7 @@ export class PairingService {
       throw new FieldlinkError('PAIRING_CODE_UNKNOWN', { message: 'no gateway has this pairing code; check the label' });
     }
     // Fresh, not from the cache (up to a refresh old): the phone is told whether the gateway is online now.
-    const twin = await this.s.hub.getTwin(gateway);
-    this.s.cache.put(twin);
+    const twin = await this.s.cache.read(gateway);
     const now = this.s.clock.now();
     const session = this.s.store.insertPairingSession({ id: randomUUID(), gateway, tokenName: principal.name, created: now, expiresAt: now + PAIRING_SESSION_TTL_MS });
     this.s.log.info({ tokenName: principal.name, gateway, session: session.id }, 'pairing session started');
@@ -194,31 +192,25 @@ export class PairingService {
 
   /** The session with every device's state read fresh from the gateway twin. */
   async fresh(session: PairingSessionRecord): Promise<PairingSessionView> {
-    const twin = await this.s.hub.getTwin(session.gateway);
-    this.s.cache.put(twin);
-    return this.view(session, twin);
+    return this.view(session, await this.s.cache.read(session.gateway));
   }
 
   private async patch(gateway: string, pairings: JsonObject): Promise<HubTwin> {
-    try {
-      const twin = await this.s.hub.patchDesired(gateway, { pairings }, '*');
-      this.s.cache.put(twin);
-      return twin;
-    } catch (err) {
-      if (err instanceof FieldlinkError && err.code === 'DEVICE_NOT_FOUND') this.s.cache.remove(gateway);
-      throw err;
-    }
+    const twin = await this.s.cache.about(gateway, this.s.hub.patchDesired(gateway, { pairings }, '*'));
+    this.s.cache.put(twin);
+    return twin;
   }
 
   view(session: PairingSessionRecord, twin: HubTwin): PairingSessionView {
     const summary = summarize(twin, this.s.clock.now());
+    const config = configView(twin);
     return {
       session: {
         id: session.id,
         gateway: session.gateway,
         created: new Date(session.created).toISOString(),
         expiresAt: new Date(session.expiresAt).toISOString(),
-        devices: this.s.store.listPairingDevices(session.id).map((d) => deviceView(twin, d)),
+        devices: this.s.store.listPairingDevices(session.id).map((d) => deviceView(twin, config, d)),
       },
       gatewayOnline: summary.connected,
       nextCheckIn: summary.power.nextCheckIn,

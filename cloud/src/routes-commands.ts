@@ -63,15 +63,8 @@ export function registerCommandRoutes(app: FastifyInstance, s: CompanionServices
           const parsed = parseCommand(body);
           if (!parsed.ok) throw new FieldlinkError('COMMAND_INVALID', { message: parsed.message, details: { reason: parsed.reason }, cause: parsed.error });
           // Known gateway first (404 before anything is stored); the twin also gives its schedule.
-          const twin = s.cache.get(gateway) ?? (await s.hub.getTwin(gateway));
-          s.cache.put(twin);
-          try {
-            return await s.commands.issue(gateway, parsed.command, req.principal?.name ?? 'unknown', expiresInS, checkInIntervalS(twin));
-          } catch (err) {
-            // Deleted behind the companion's back since the last refresh: forget it now.
-            if (err instanceof FieldlinkError && err.code === 'DEVICE_NOT_FOUND') s.cache.remove(gateway);
-            throw err;
-          }
+          const twin = s.cache.get(gateway) ?? (await s.cache.read(gateway));
+          return s.cache.about(gateway, s.commands.issue(gateway, parsed.command, req.principal?.name ?? 'unknown', expiresInS, checkInIntervalS(twin)));
         },
         (r) => ({ commandId: r.command.id, coalesced: r.coalesced }),
       );

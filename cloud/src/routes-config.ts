@@ -51,9 +51,7 @@ export function registerConfigRoutes(app: FastifyInstance, s: CompanionServices)
       },
     },
     async (req, reply) => {
-      const twin = await s.hub.getTwin(req.params.id);
-      s.cache.put(twin);
-      return sendView(reply, twin);
+      return sendView(reply, await s.cache.read(req.params.id));
     },
   );
 
@@ -78,8 +76,7 @@ export function registerConfigRoutes(app: FastifyInstance, s: CompanionServices)
       const ifMatch = req.headers['if-match'] === undefined || req.headers['if-match'] === '*' ? undefined : unquote(req.headers['if-match']);
       const twin = await audited(s, req, 'config.patch', id, { patch: req.body, ...(ifMatch ? { ifMatch } : {}) }, async () => {
         for (let attempt = 1; ; attempt++) {
-          const current = await s.hub.getTwin(id);
-          s.cache.put(current);
+          const current = await s.cache.read(id);
           if (ifMatch !== undefined && ifMatch !== current.etag) {
             throw new FieldlinkError('PRECONDITION_FAILED', {
               message: `the gateway's config changed since etag ${ifMatch}; read it again and retry with If-Match: ${current.etag}`,
@@ -89,7 +86,7 @@ export function registerConfigRoutes(app: FastifyInstance, s: CompanionServices)
           checkPatch(current, req.body);
           try {
             // Written against the etag just validated against, so the check holds for what is replaced.
-            return await s.hub.patchDesired(id, req.body, current.etag);
+            return await s.cache.about(id, s.hub.patchDesired(id, req.body, current.etag));
           } catch (err) {
             const raced = err instanceof FieldlinkError && err.code === 'PRECONDITION_FAILED';
             if (!raced || ifMatch !== undefined || attempt >= UNCONDITIONAL_ATTEMPTS) throw err;

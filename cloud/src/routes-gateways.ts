@@ -113,8 +113,7 @@ export function registerGatewayRoutes(app: FastifyInstance, s: CompanionServices
       },
     },
     async (req) => {
-      const twin = await s.hub.getTwin(req.params.id);
-      s.cache.put(twin);
+      const twin = await s.cache.read(req.params.id);
       return { gateway: summarize(twin, s.clock.now()), reported: twin.reported, tags: twin.tags };
     },
   );

@@ -4,8 +4,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { FieldlinkError } from '../../common/errors.js';
 import { SITE_PATTERN } from '../../common/site.js';
 import { pairingProfiles } from '../../gateway/src/contract/gateway-config.js';
-import { issueToken, type Principal } from './auth.js';
-import { audited } from './audit.js';
+import { issueToken, TOKEN_NAME_PATTERN, type Principal } from './auth.js';
+import { audited, recordAudit } from './audit.js';
 import { PAIRING_DEVICE_STATES, PairingService } from './pairing.js';
 import { authProblems } from './problem.js';
 import type { CompanionServices } from './services.js';
@@ -72,6 +72,11 @@ function principalOf(req: FastifyRequest): Principal {
 export const PAIRING_LINK_DEFAULT_S = 8 * 3600;
 export const PAIRING_LINK_MAX_S = 7 * 86_400;
 
+/** The pairing page with the token in its fragment (never sent to a server): the link a phone opens. */
+export function pairingLink(base: string, token: string): string {
+  return `${base}/pair#token=${token}`;
+}
+
 /** Where the companion is reached from a phone: the configured public URL, else what the request came to. */
 function publicOrigin(req: FastifyRequest, configured: string | undefined): string {
   return configured ?? `${req.protocol}://${req.host}`;
@@ -98,7 +103,7 @@ export function registerPairingRoutes(app: FastifyInstance, s: CompanionServices
           properties: {
             site: { type: 'string', pattern: SITE_PATTERN.source, description: "The site (gateways' tags.fieldlink.site); omitted: any site" },
             expiresInS: { type: 'integer', minimum: 300, maximum: PAIRING_LINK_MAX_S, default: PAIRING_LINK_DEFAULT_S },
-            name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$', description: 'Token name for the audit log (default: generated)' },
+            name: { type: 'string', pattern: TOKEN_NAME_PATTERN.source, description: 'Token name for the audit log (default: generated)' },
           },
         },
         response: {
@@ -130,7 +135,7 @@ export function registerPairingRoutes(app: FastifyInstance, s: CompanionServices
       return {
         name: issued.record.name,
         token: issued.token,
-        url: `${publicOrigin(req, opts.publicUrl)}/pair#token=${issued.token}`,
+        url: pairingLink(publicOrigin(req, opts.publicUrl), issued.token),
         site,
         expiresAt: new Date(expiresAt).toISOString(),
       };
@@ -156,17 +161,9 @@ export function registerPairingRoutes(app: FastifyInstance, s: CompanionServices
     },
     async (req, reply) => {
       const principal = principalOf(req);
-      const view = await pairing.start(principal, req.body.code).catch((err: unknown) => {
-        const retryAfterS = err instanceof FieldlinkError && err.code === 'RATE_LIMITED' ? err.details?.retryAfterS : undefined;
-        if (typeof retryAfterS === 'number') void reply.header('retry-after', String(retryAfterS));
-        throw err;
-      });
-      // Never the code: only which gateway a session was opened for, and by whom.
-      try {
-        s.store.appendAudit({ ts: s.clock.now(), tokenName: principal.name, action: 'pairing.start', target: view.session.gateway, result: 'ok', details: { session: view.session.id } });
-      } catch (err) {
-        req.log.error({ err, session: view.session.id }, 'audit entry not stored');
-      }
+      const view = await pairing.start(principal, req.body.code);
+      // Not audited(): the target is known only once the code matched, and never the code itself.
+      recordAudit(s, { ts: s.clock.now(), tokenName: principal.name, action: 'pairing.start', target: view.session.gateway, result: 'ok', details: { session: view.session.id } });
       void reply.code(201);
       return view;
     },

@@ -59,9 +59,20 @@ t.test('token create / list / revoke round trip on the store in --data', async (
   t.match(scoped.out, /\(pairing; site Osaka plant, expires 2026-01-02T08:00:00.000Z\)/);
   t.ok(scoped.out.includes(`pairing link (secret; send it to the phone only): https://pair.example.com/pair#token=${pairingToken}`), 'the link carries the token in its fragment');
   t.match((await cli(['token', 'list', '--data', dir])).out, /osaka-phone\s+pairing\s+Osaka plant\s+\S+\s+active until 2026-01-02T08:00:00.000Z/);
-  t.equal((await cli(['token', 'create', '--role', 'pairing', '--name', 'p2', '--all-sites', '--expires-in', '10s', '--data', dir])).code, 1, 'an expiry under a minute is refused');
-  t.equal((await cli(['token', 'create', '--role', 'viewer', '--name', 'v2', '--site', 'Osaka plant', '--data', dir])).code, 1, 'a site only for pairing tokens');
-  t.equal((await cli(['token', 'create', '--role', 'pairing', '--name', 'p3', '--site', 'bad/site', '--data', dir])).code, 1, 'a malformed site is refused');
+  const short = await cli(['token', 'create', '--role', 'pairing', '--name', 'p2', '--all-sites', '--expires-in', '10s', '--data', dir]);
+  t.equal(short.code, 1, 'an expiry under a minute is refused');
+  t.match(short.err, /--expires-in must be 1m to 30d/);
+  const viewerSite = await cli(['token', 'create', '--role', 'viewer', '--name', 'v2', '--site', 'Osaka plant', '--data', dir]);
+  t.equal(viewerSite.code, 1, 'a site only for pairing tokens');
+  t.match(viewerSite.err, /are for --role pairing/);
+  const badSite = await cli(['token', 'create', '--role', 'pairing', '--name', 'p3', '--site', 'bad/site', '--data', dir]);
+  t.equal(badSite.code, 1, 'a malformed site is refused');
+  t.match(badSite.err, /site "bad\/site" must be/);
+  for (const link of ['pair.example.com', 'ftp://pair.example.com', 'https://pair.example.com/?x=1']) {
+    const badLink = await cli(['token', 'create', '--role', 'pairing', '--name', 'p4', '--all-sites', '--link', link, '--data', dir]);
+    t.equal(badLink.code, 1, `--link ${link} is refused`);
+    t.match(badLink.err, /--link .*\[CONFIG_INVALID\]/);
+  }
 
   const dup = await cli(['token', 'create', '--role', 'viewer', '--name', 'alice', '--data', dir]);
   t.equal(dup.code, 1);
@@ -73,6 +84,7 @@ t.test('token create / list / revoke round trip on the store in --data', async (
   const revoked = await cli(['token', 'revoke', 'alice', '--data', dir]);
   t.equal(revoked.code, 0, revoked.err);
   t.match((await cli(['token', 'list', '--data', dir])).out, /alice\s+operator\s+-\s+\S+\s+revoked 2026-01-02/);
+  t.notMatch((await cli(['token', 'list', '--data', dir])).out, /\b(p2|v2|p3|p4)\b/, 'no refused create left a token behind');
   const missing = await cli(['token', 'revoke', 'carol', '--data', dir]);
   t.equal(missing.code, 1);
   t.match(missing.err, /\[TOKEN_NOT_FOUND\]/);

@@ -1,5 +1,6 @@
 import t from 'tap';
 import { FakeClock } from '../../../common/clock.js';
+import { FieldlinkError } from '../../../common/errors.js';
 import { FeedbackWorker } from '../../../cloud/src/feedback-worker.js';
 import { FleetCache } from '../../../cloud/src/fleet-cache.js';
 import { CommandService } from '../../../cloud/src/commands.js';
@@ -54,7 +55,7 @@ t.test('feedback worker: resubscribes after the link fails, with backoff, and st
   t.ok(log.lines.some((l) => l.msg === 'feedback receiver lost; resubscribing'));
 
   // The hub is down for a while: retries back off instead of spinning.
-  hub.down = new (await import('../../../common/errors.js')).FieldlinkError('HUB_UNREACHABLE', { message: 'down' });
+  hub.down = new FieldlinkError('HUB_UNREACHABLE', { message: 'down' });
   hub.failFeedback(new Error('link detached again'));
   await new Promise((r) => setTimeout(r, 400));
   const attempts = hub.subscribeCalls - 2;

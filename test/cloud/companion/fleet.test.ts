@@ -342,3 +342,25 @@ t.test('create and delete identities: the key is returned once, never stored, lo
     { action: 'gateway.delete', target: 'gw-new', result: 'ok', tokenName: 'alice' },
   ]);
 });
+
+t.test('a gateway deleted behind the companion leaves the fleet view on the first 404 about it, not at the next refresh', async (t) => {
+  const c = await companion({ rateLimit });
+  t.teardown(c.cleanup);
+  const op = c.token('operator');
+  for (const id of ['gw-a', 'gw-b', 'gw-c']) c.hub.addGateway(id);
+  t.same((await fleet(c, op)).gateways.map((g) => g.id), ['gw-a', 'gw-b', 'gw-c']);
+  const listed = c.hub.listCalls;
+
+  // Deleted in IoT Hub directly (portal, az cli): the cache still has them.
+  await c.hub.deleteGateway('gw-a');
+  await c.hub.deleteGateway('gw-b');
+  t.same((await fleet(c, op)).gateways.map((g) => g.id), ['gw-a', 'gw-b', 'gw-c'], 'until something asks the hub about them');
+
+  const read = await c.app.inject({ method: 'GET', url: '/v1/gateways/gw-a', headers: bearer(op) });
+  t.equal(read.statusCode, 404);
+  const wake = await c.app.inject({ method: 'POST', url: '/v1/gateways/gw-b/commands', headers: bearer(op), payload: { type: 'wake', forS: 60 } });
+  t.equal(wake.statusCode, 404, 'a command for a cached gateway gone from the hub');
+  t.equal(wake.json<ProblemJson>().code, 'DEVICE_NOT_FOUND');
+  t.same((await fleet(c, op)).gateways.map((g) => g.id), ['gw-c'], 'both forgotten');
+  t.equal(c.hub.listCalls, listed, 'without another fleet query');
+});

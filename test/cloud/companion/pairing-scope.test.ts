@@ -110,7 +110,7 @@ t.test('a configured public URL is used for links; gateways created with a site 
 t.test('issueToken refuses a site on a non-pairing token and an expiry in the past', async (t) => {
   const c = await companion();
   t.teardown(c.cleanup);
-  t.throws(() => issueToken(c.store, { name: 'x', role: 'operator', now: c.clock.now(), site: 'Osaka' }), { code: 'REQUEST_INVALID' });
-  t.throws(() => issueToken(c.store, { name: 'y', role: 'pairing', now: c.clock.now(), expiresAt: c.clock.now() - 1 }), { code: 'REQUEST_INVALID' });
-  t.throws(() => issueToken(c.store, { name: 'z', role: 'pairing', now: c.clock.now(), site: 'bad/site' }), { code: 'REQUEST_INVALID' });
+  t.throws(() => issueToken(c.store, { name: 'x', role: 'operator', now: c.clock.now(), site: 'Osaka' }), { code: 'REQUEST_INVALID', message: /site scope is for pairing tokens/ });
+  t.throws(() => issueToken(c.store, { name: 'y', role: 'pairing', now: c.clock.now(), expiresAt: c.clock.now() - 1 }), { code: 'REQUEST_INVALID', message: /expire in the future/ });
+  t.throws(() => issueToken(c.store, { name: 'z', role: 'pairing', now: c.clock.now(), site: 'bad/site' }), { code: 'REQUEST_INVALID', message: /site "bad\/site" must be/ });
 });

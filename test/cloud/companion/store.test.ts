@@ -30,6 +30,29 @@ t.test('the store file is owner-only, in WAL mode, with its tables', async (t) =
   t.equal(raw.pragma('user_version', { simple: true }), 5, 'every migration ran');
 });
 
+t.test('upgrading a version 4 store: the tokens table is rebuilt for the ingest role with its rows and ids', async (t) => {
+  const dir = tempDir(t);
+  const old = new Database(join(dir, CLOUD_DB_FILE));
+  // The tokens table as migration 4 left it (the only table migration 5 touches).
+  old.exec(`CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, role TEXT NOT NULL CHECK (role IN ('operator', 'viewer', 'pairing')),
+    hash TEXT NOT NULL UNIQUE, created INTEGER NOT NULL, revoked INTEGER, site TEXT, expires INTEGER)`);
+  old.prepare('INSERT INTO tokens (id, name, role, hash, created, revoked, site, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(1, 'ops', 'operator', hashToken('a'), 1000, 2000, null, null);
+  old.prepare('INSERT INTO tokens (id, name, role, hash, created, revoked, site, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(3, 'phone', 'pairing', hashToken('b'), 1500, null, 'Osaka plant', 9000);
+  old.pragma('user_version = 4');
+  old.close();
+
+  const store = CloudStore.open(dir);
+  t.teardown(() => store.close());
+  t.same(store.listTokens(), [
+    { id: 1, name: 'ops', role: 'operator', created: 1000, revoked: 2000, site: null, expires: null },
+    { id: 3, name: 'phone', role: 'pairing', created: 1500, revoked: null, site: 'Osaka plant', expires: 9000 },
+  ]);
+  t.equal(store.findTokenByHash(hashToken('b'))?.name, 'phone', 'hashes kept');
+  t.match(issueToken(store, { name: 'logs', role: 'ingest', now: 3000 }).record, { id: 4, role: 'ingest' }, 'the ingest role is accepted; ids go on after the highest');
+  t.throws(() => issueToken(store, { name: 'ops', role: 'viewer', now: 3000 }), { code: 'TOKEN_NAME_TAKEN' }, 'names still unique');
+});
+
 t.test('tokens: hash stored, never the token; names unique; revoke keeps the row', async (t) => {
   const dir = tempDir(t);
   const store = CloudStore.open(dir);
