@@ -31,7 +31,11 @@ export interface PairingCodeHash {
 /** The lookup bucket of a code (see PairingCodeHash.bucket); undefined when it cannot be a code. */
 export function pairingCodeBucket(typed: string): string | undefined {
   const canonical = normalizePairingCode(typed);
-  return canonical === undefined ? undefined : createHash('sha256').update(`fieldlink-pairing-bucket:${canonical}`).digest('hex').slice(0, 4);
+  return canonical === undefined ? undefined : bucketOf(canonical);
+}
+
+function bucketOf(canonical: string): string {
+  return createHash('sha256').update(`fieldlink-pairing-bucket:${canonical}`).digest('hex').slice(0, 4);
 }
 
 /** A new code, formatted for a label: `XXXXX-XXXXX`. */
@@ -70,7 +74,7 @@ export function hashPairingCode(code: string): PairingCodeHash {
     p: SCRYPT.p,
     salt: salt.toString('base64'),
     hash: hash.toString('base64'),
-    bucket: pairingCodeBucket(canonical) ?? '',
+    bucket: bucketOf(canonical),
   };
 }
 

@@ -4,8 +4,8 @@
  * and validated here with the same loader as every config (common/config.ts).
  *
  * Used by `fieldlink provision` (the outbox budget in the generated gateway.json, the BLE
- * adapter, the config.txt and cmdline.txt edits, the service's memory limit) and by `doctor`
- * (where the serial devices should be).
+ * adapter, the config.txt and cmdline.txt edits, the service's memory limit). `serial` is read
+ * by no code: it records the device names the udev rules give, for whoever writes `--sensor`.
  *
  * Rules a schema cannot state (`boardRuleProblems`): the gateway's memory limit is at most half
  * the board's RAM, and the outbox fits the gateway's defaults (at least the 8 MiB wake
@@ -46,7 +46,7 @@ export interface BoardProfile {
 
 const DEVICE_PATH = '^/dev/[A-Za-z0-9_./*-]+$';
 
-export const boardProfileSchema = {
+const boardProfileSchema = {
   $id: 'https://fieldlink.dev/schemas/board-profile.json',
   title: 'Fieldlink board profile (hardware/boards/<id>.yaml)',
   type: 'object',

@@ -3,7 +3,6 @@
  * cause: a path, an errno code, a D-Bus error name, bytes free, the hub's error) and, when not
  * ok, what the engineer should do. A check whose premise an earlier one broke is skipped.
  */
-import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import dbus from 'dbus-next';
 import { isFieldlinkError } from '../../common/errors.js';
@@ -11,7 +10,7 @@ import type { LoadedGatewayConfig } from '../../gateway/src/config/load-config.j
 import { OUTBOX_FILE } from '../../gateway/src/main.js';
 import { isUplinkError } from '../../gateway/src/ports/uplink.js';
 import type { BusSession, DoctorEnv } from './env.js';
-import { probeOutbox } from './outbox-probe.js';
+import { outboxFileBytes, probeOutbox } from './outbox-probe.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
 
@@ -309,7 +308,7 @@ export const diskCheck: Check = {
     } catch (e) {
       return { status: 'fail', summary: `statfs ${where}: ${errnoOf(e) ?? messageOf(e)}`, fix: 'check the data directory and its file system (mount, dmesg)' };
     }
-    const outboxBytes = outboxFileSize(join(c.dataDir, OUTBOX_FILE));
+    const outboxBytes = outboxFileBytes(join(c.dataDir, OUTBOX_FILE));
     // The outbox may still grow by what it lacks of maxBytes.
     const growth = Math.max(0, maxBytes - outboxBytes);
     const details = { path: where, freeBytes: free, minFreeBytes, maxBytes, outboxFileBytes: outboxBytes };
@@ -333,18 +332,6 @@ export const diskCheck: Check = {
     return { status: 'ok', summary: `${at} (outbox up to ${mib(maxBytes)}, keeps ${mib(minFreeBytes)} free)`, details };
   },
 };
-
-/** Size of the outbox file and its WAL; 0 when there is none yet. */
-function outboxFileSize(path: string): number {
-  const size = (p: string): number => {
-    try {
-      return statSync(p).size;
-    } catch {
-      return 0;
-    }
-  };
-  return size(path) + size(`${path}-wal`);
-}
 
 // 6. hub ---------------------------------------------------------------------------------------
 
@@ -384,7 +371,7 @@ function errorChain(e: unknown): { codes: string[]; messages: string[] } {
   return { codes: [...new Set(codes)], messages };
 }
 
-export function hubEndpoint(connectionString: string): { host: string; port: number } {
+function hubEndpoint(connectionString: string): { host: string; port: number } {
   const field = (k: string): string | undefined => new RegExp(`(?:^|;)${k}=([^;]+)`).exec(connectionString)?.[1];
   const target = field('GatewayHostName') ?? field('HostName') ?? '?';
   const m = /^(.*):(\d+)$/.exec(target);

@@ -7,7 +7,7 @@ import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import { defaultDoctorEnv, type DoctorEnv } from './env.js';
 import { formatReport, reportJson, runDoctor } from './report.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/fieldlink/gateway.json';
+const DEFAULT_CONFIG_PATH = '/etc/fieldlink/gateway.json';
 
 export interface DoctorCliIo {
   stdout: (text: string) => void;

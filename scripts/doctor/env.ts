@@ -11,7 +11,7 @@ import { AmqpUplink } from '../../gateway/src/adapters/amqp-uplink.js';
 import { loadGatewayConfig, type LoadedGatewayConfig } from '../../gateway/src/config/load-config.js';
 
 /** dbus-next's own default for the system bus. */
-export const DEFAULT_SYSTEM_BUS = 'unix:path=/var/run/dbus/system_bus_socket';
+const DEFAULT_SYSTEM_BUS = 'unix:path=/var/run/dbus/system_bus_socket';
 
 /** The part of statfs(2) the disk check needs. */
 export interface DiskStats {
@@ -25,8 +25,6 @@ export interface BusSession {
   readonly address: string;
   /** org.freedesktop.DBus.Properties.Get; rejects with a dbus-next DBusError (`type`) on an error reply. */
   getProperty(service: string, path: string, iface: string, name: string): Promise<unknown>;
-  /** org.freedesktop.DBus.NameHasOwner. */
-  nameHasOwner(name: string): Promise<boolean>;
   close(): void;
 }
 
@@ -53,7 +51,7 @@ export interface DoctorEnv {
   isRoot(): boolean;
 }
 
-export function systemBusAddress(env: Readonly<Record<string, string | undefined>> = process.env): string {
+function systemBusAddress(env: Readonly<Record<string, string | undefined>> = process.env): string {
   return env['DBUS_SYSTEM_BUS_ADDRESS'] || DEFAULT_SYSTEM_BUS;
 }
 
@@ -62,7 +60,7 @@ function privateStream(bus: dbus.MessageBus): { destroy(): void } | undefined {
 }
 
 /** A dbus-next connection whose every step has a deadline (dbus-next never rejects on a dead bus). */
-export async function connectBus(address: string, timeoutMs: number): Promise<BusSession> {
+async function connectBus(address: string, timeoutMs: number): Promise<BusSession> {
   // sessionBus() with an explicit address is systemBus() without its fixed address lookup.
   const bus = dbus.sessionBus({ busAddress: address });
   let lastError: unknown;
@@ -98,18 +96,12 @@ export async function connectBus(address: string, timeoutMs: number): Promise<Bu
       const v: unknown = reply?.body[0];
       return v instanceof dbus.Variant ? (v as dbus.Variant<unknown>).value : v;
     },
-    async nameHasOwner(name) {
-      const reply = await call(
-        new dbus.Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'NameHasOwner', signature: 's', body: [name] }),
-      );
-      return reply?.body[0] === true;
-    },
     close,
   };
 }
 
 /** Opens the real AmqpUplink (NoRetry, deadline per step) and closes it. */
-export async function connectHubWithUplink(config: LoadedGatewayConfig, ca: string | undefined, timeoutMs: number): Promise<void> {
+async function connectHubWithUplink(config: LoadedGatewayConfig, ca: string | undefined, timeoutMs: number): Promise<void> {
   const uplink = new AmqpUplink({ connectionString: config.connectionString, ...(ca === undefined ? {} : { ca }), deadlineMs: timeoutMs });
   try {
     await uplink.open();
@@ -118,7 +110,7 @@ export async function connectHubWithUplink(config: LoadedGatewayConfig, ca: stri
   }
 }
 
-export function probeTlsHandshake(host: string, port: number, ca: string | undefined, timeoutMs: number): Promise<void> {
+function probeTlsHandshake(host: string, port: number, ca: string | undefined, timeoutMs: number): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     const socket = tlsConnect({ host, port, ...(ca === undefined ? {} : { ca }), ...(isIP(host) === 0 ? { servername: host } : {}) });
     const timer = setTimeout(() => {

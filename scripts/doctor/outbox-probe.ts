@@ -16,8 +16,6 @@ export interface OutboxProbe {
   readonly depth: number;
   /** Their stored size. */
   readonly bytes: number;
-  /** Size of the file itself (plus its WAL). */
-  readonly fileBytes: number;
   /** Age of the oldest row on the outbox's own clock (gateway running time), when any. */
   readonly oldestAgeMs: number | undefined;
   /** The oldest reading's timestamp, when it is wall-clock time (not boot-relative). */
@@ -32,10 +30,14 @@ function sizeOf(path: string): number {
   }
 }
 
+/** Size of the outbox file and its WAL; 0 when there is none yet. */
+export function outboxFileBytes(path: string): number {
+  return sizeOf(path) + sizeOf(`${path}-wal`);
+}
+
 /** undefined when there is no outbox file yet. Throws what SQLite throws (code SQLITE_…). */
 export function probeOutbox(path: string, busyTimeoutMs = 2000): OutboxProbe | undefined {
   if (!existsSync(path)) return undefined;
-  const fileBytes = sizeOf(path) + sizeOf(`${path}-wal`);
   let copyDir: string | undefined;
   let target = path;
   if (!existsSync(`${path}-wal`)) {
@@ -47,7 +49,7 @@ export function probeOutbox(path: string, busyTimeoutMs = 2000): OutboxProbe | u
     const db = new Database(target, { readonly: true, fileMustExist: true, timeout: busyTimeoutMs });
     try {
       const hasReadings = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table' AND name = 'readings'").get() as { n: number };
-      if (hasReadings.n === 0) return { depth: 0, bytes: 0, fileBytes, oldestAgeMs: undefined, oldestTs: undefined };
+      if (hasReadings.n === 0) return { depth: 0, bytes: 0, oldestAgeMs: undefined, oldestTs: undefined };
       const totals = db.prepare('SELECT count(*) AS n, coalesce(sum(size), 0) AS b FROM readings').get() as { n: number; b: number };
       const oldest = db.prepare('SELECT enq_ms, body FROM readings ORDER BY id LIMIT 1').get() as { enq_ms: number; body: string } | undefined;
       const elapsed = db.prepare("SELECT value FROM meta WHERE key = 'elapsed_ms'").get() as { value: number } | undefined;
@@ -63,7 +65,6 @@ export function probeOutbox(path: string, busyTimeoutMs = 2000): OutboxProbe | u
       return {
         depth: totals.n,
         bytes: totals.b,
-        fileBytes,
         oldestAgeMs: oldest === undefined ? undefined : Math.max(0, (elapsed?.value ?? oldest.enq_ms) - oldest.enq_ms),
         oldestTs,
       };

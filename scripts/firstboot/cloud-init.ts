@@ -14,7 +14,7 @@ import { FieldlinkError } from '../../common/errors.js';
 /** Where the script lands on the running Pi. */
 export const FIRSTBOOT_PATH = '/boot/firmware/fieldlink/firstboot.sh';
 /** The runcmd entry: an argv list, so no shell quoting is involved. */
-export const FIRSTBOOT_RUNCMD = ['sh', FIRSTBOOT_PATH] as const;
+const FIRSTBOOT_RUNCMD = ['sh', FIRSTBOOT_PATH] as const;
 
 const HEADER = '#cloud-config';
 

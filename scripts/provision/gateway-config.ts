@@ -7,7 +7,7 @@ import { parseGatewayConfig } from '../../gateway/src/config/load-config.js';
 import type { BoardProfile } from '../boards.js';
 
 /** Where first boot puts things on the Pi (hardware/systemd/fieldlink-gateway.service agrees). */
-export const PI_PATHS = {
+const PI_PATHS = {
   configFile: '/etc/fieldlink/gateway.json',
   connectionStringFile: '/etc/fieldlink/connection-string',
   caFile: '/etc/fieldlink/hub-ca.pem',

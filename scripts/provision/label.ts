@@ -6,8 +6,8 @@
  * `fieldlink:pair?gateway=…&code=…`, which the page's in-page scanner reads. Either way the label
  * only proves someone stands at the gateway: pairing also needs a pairing token or link.
  */
-import QRCode from 'qrcode';
 import { FieldlinkError } from '../../common/errors.js';
+import { escapeXml, qrSvg, qrTerminal } from '../../common/qr-label.js';
 
 export interface Label {
   readonly gatewayId: string;
@@ -36,23 +36,16 @@ export function labelPayload(label: Label): string {
 
 /** Text for the terminal: the QR in half-block characters, with the id and code under it. */
 export async function labelText(label: Label): Promise<string> {
-  const qr = await QRCode.toString(labelPayload(label), { type: 'terminal', small: true, errorCorrectionLevel: 'M' });
+  const qr = await qrTerminal(labelPayload(label));
   return `${qr}\n  gateway       ${label.gatewayId}\n  pairing code  ${label.pairingCode}\n`;
 }
 
-function escapeXml(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c] ?? c);
-}
-
 /** A printable label (SVG, 60 × 80 mm): QR code, gateway id and pairing code. */
-export async function labelSvg(label: Label): Promise<string> {
-  const qr = await QRCode.toString(labelPayload(label), { type: 'svg', errorCorrectionLevel: 'M', margin: 1 });
-  const inner = qr.replace(/^<svg[^>]*>/, '').replace(/<\/svg>\s*$/, '');
-  const viewBox = /viewBox="([^"]+)"/.exec(qr)?.[1] ?? '0 0 33 33';
+export function labelSvg(label: Label): string {
   return [
     '<svg xmlns="http://www.w3.org/2000/svg" width="60mm" height="80mm" viewBox="0 0 60 80">',
     '<rect width="60" height="80" fill="#fff"/>',
-    `<svg x="5" y="4" width="50" height="50" viewBox="${viewBox}" shape-rendering="crispEdges">${inner}</svg>`,
+    qrSvg(labelPayload(label), { x: 5, y: 4, side: 50 }, 1),
     `<text x="30" y="62" font-family="monospace" font-size="4" text-anchor="middle">${escapeXml(label.gatewayId)}</text>`,
     `<text x="30" y="71" font-family="monospace" font-size="5.5" font-weight="bold" text-anchor="middle">${escapeXml(label.pairingCode)}</text>`,
     '<text x="30" y="77" font-family="sans-serif" font-size="2.6" text-anchor="middle">pairing code: scan or type it to pair</text>',

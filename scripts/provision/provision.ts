@@ -14,14 +14,14 @@ import { mergeUserData } from '../firstboot/cloud-init.js';
 import { bootPartitionOffset, mtoolsOn, unpackXz, type Progress } from './fat-image.js';
 import { checkGatewayConfig, gatewayConfigFor, type SensorSpec } from './gateway-config.js';
 import { hubEndpoint, provisionIdentity, type ProvisionHub, type ProvisionedIdentity } from './identity.js';
-import { labelSvg, labelText } from './label.js';
+import { labelSvg, labelText, type Label } from './label.js';
 
 /** dist/scripts/provision/ → the repository's (or bundle's) scripts/firstboot/. */
 const FIRSTBOOT_SCRIPT = fileURLToPath(new URL('../../../scripts/firstboot/fieldlink-firstboot.sh', import.meta.url));
 
 /** On the boot partition: our folder, and cloud-init's user-data beside config.txt. */
-export const BOOT_DIR = 'fieldlink';
-export const USER_DATA = 'user-data';
+const BOOT_DIR = 'fieldlink';
+const USER_DATA = 'user-data';
 
 export type ProvisionTarget = { readonly kind: 'dir'; readonly dir: string } | { readonly kind: 'image'; readonly file: string };
 
@@ -189,8 +189,9 @@ export async function provision(opts: ProvisionOptions): Promise<ProvisionResult
 
   mkdirSync(opts.labelDir, { recursive: true });
   const labelFile = join(opts.labelDir, `${opts.gatewayId}-label.svg`);
-  writeFileSync(labelFile, await labelSvg({ gatewayId: opts.gatewayId, pairingCode, ...(opts.companionUrl === undefined ? {} : { companionUrl: opts.companionUrl }) }));
-  opts.say(await labelText({ gatewayId: opts.gatewayId, pairingCode, ...(opts.companionUrl === undefined ? {} : { companionUrl: opts.companionUrl }) }));
+  const label: Label = { gatewayId: opts.gatewayId, pairingCode, ...(opts.companionUrl === undefined ? {} : { companionUrl: opts.companionUrl }) };
+  writeFileSync(labelFile, labelSvg(label));
+  opts.say(await labelText(label));
   const { connectionString: _secret, ...publicIdentity } = identity;
   return {
     identity: publicIdentity,

@@ -3,12 +3,12 @@
  * pairing page (cloud/web/pair.js, `deviceFromQr`) scans to add it to a gateway. The text is
  * `fieldlink:device?address=AA:BB:CC:DD:EE:FF&profile=heart_rate[&name=…]`; the page also takes
  * a bare address. Rendered for the terminal and as an SVG to print, in the style of the gateway
- * label (scripts/provision/label.ts), with the QR drawn here from the module matrix.
+ * label (scripts/provision/label.ts), with the QR drawn by common/qr-label.ts.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import QRCode from 'qrcode';
 import { FieldlinkError } from '../../common/errors.js';
+import { escapeXml, qrSvg, qrTerminal } from '../../common/qr-label.js';
 
 /** The profiles the pairing page knows, with the model name it shows for each. */
 export const PAIRING_PROFILES = {
@@ -34,10 +34,9 @@ export interface ScannedDevice {
   readonly name?: string;
 }
 
-export const DEVICE_ADDRESS = /^[0-9A-F]{2}(:[0-9A-F]{2}){5}$/;
-export const MAX_DEVICE_NAME = 64;
+const DEVICE_ADDRESS = /^[0-9A-F]{2}(:[0-9A-F]{2}){5}$/;
+const MAX_DEVICE_NAME = 64;
 const PREFIX = 'fieldlink:device?';
-const QR_OPTIONS = { errorCorrectionLevel: 'M' } as const;
 
 export function isPairingProfile(p: unknown): p is PairingProfile {
   return typeof p === 'string' && Object.hasOwn(PAIRING_PROFILES, p);
@@ -91,48 +90,24 @@ export function parseDevicePairingPayload(text: string): ScannedDevice | null {
 }
 
 /** The model the pairing page shows for the label's profile. */
-export function deviceModel(label: DeviceLabel): string {
+function deviceModel(label: DeviceLabel): string {
   return PAIRING_PROFILES[label.profile];
 }
 
 /** Text for the terminal: the QR in half-block characters, with the address and model under it. */
 export async function deviceLabelTerminal(label: DeviceLabel): Promise<string> {
-  const qr = await QRCode.toString(devicePairingPayload(label), { type: 'terminal', small: true, ...QR_OPTIONS });
+  const qr = await qrTerminal(devicePairingPayload(label));
   const name = label.name === undefined ? '' : `  name     ${label.name}\n`;
   return `${qr}\n  address  ${label.address}\n  model    ${deviceModel(label)}\n${name}`;
 }
 
-function escapeXml(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c] ?? c);
-}
-
-/** One path: a `M x y h w v1 h-w z` rectangle per run of dark modules in a row, offset by `margin`. */
-function qrPath(payload: string, margin: number): { d: string; size: number } {
-  const { modules } = QRCode.create(payload, QR_OPTIONS);
-  const { size, data } = modules;
-  let d = '';
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; ) {
-      if (!data[y * size + x]) {
-        x++;
-        continue;
-      }
-      let run = 1;
-      while (x + run < size && data[y * size + x + run]) run++;
-      d += `M${x + margin} ${y + margin}h${run}v1h-${run}z`;
-      x += run;
-    }
-  }
-  return { d, size: size + 2 * margin };
-}
-
 /** A printable label (SVG, 40 × 56 mm): QR code, address, model and, if given, the name. */
 export function deviceLabelSvg(label: DeviceLabel): string {
-  const { d, size } = qrPath(devicePairingPayload(label), 2);
+  const qr = qrSvg(devicePairingPayload(label), { x: 3, y: 2, side: 34 }, 2);
   return [
     '<svg xmlns="http://www.w3.org/2000/svg" width="40mm" height="56mm" viewBox="0 0 40 56">',
     '<rect width="40" height="56" fill="#fff"/>',
-    `<svg x="3" y="2" width="34" height="34" viewBox="0 0 ${size} ${size}" shape-rendering="crispEdges"><rect width="${size}" height="${size}" fill="#fff"/><path fill="#000" d="${d}"/></svg>`,
+    qr,
     `<text x="20" y="40.5" font-family="monospace" font-size="3.4" font-weight="bold" text-anchor="middle">${escapeXml(label.address)}</text>`,
     `<text x="20" y="45.5" font-family="sans-serif" font-size="3" text-anchor="middle">${escapeXml(deviceModel(label))}</text>`,
     ...(label.name === undefined ? [] : [`<text x="20" y="50" font-family="sans-serif" font-size="2.6" text-anchor="middle">${escapeXml(label.name)}</text>`]),

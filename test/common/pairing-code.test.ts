@@ -1,5 +1,5 @@
 import t from 'tap';
-import { generatePairingCode, hashPairingCode, normalizePairingCode, verifyPairingCode } from '../../common/pairing-code.js';
+import { generatePairingCode, hashPairingCode, normalizePairingCode, pairingCodeBucket, verifyPairingCode } from '../../common/pairing-code.js';
 
 t.test('codes: ten Crockford base32 symbols in two groups, all different across many draws', async (t) => {
   const seen = new Set<string>();
@@ -32,4 +32,13 @@ t.test('hash and verify: salted (two hashes of one code differ), right code matc
   t.notOk(verifyPairingCode('not a code', a));
   t.notOk(verifyPairingCode(code, { ...a, hash: Buffer.alloc(32).toString('base64') }));
   t.throws(() => hashPairingCode('short'), RangeError);
+});
+
+t.test('bucket: 16 bits stored with the hash, found again from the code as typed', async (t) => {
+  const code = generatePairingCode();
+  const { bucket } = hashPairingCode(code);
+  t.match(bucket, /^[0-9a-f]{4}$/);
+  t.equal(pairingCodeBucket(code), bucket);
+  t.equal(pairingCodeBucket(` ${code.toLowerCase().replace('-', ' ')} `), bucket, 'typed loosely, same bucket');
+  t.equal(pairingCodeBucket('not a code'), undefined);
 });

@@ -228,6 +228,8 @@ t.test('disk: full (fail), tight (warn), roomy (ok) through an injected statfs',
 
   const real = await run(path, [configCheck, diskCheck]);
   t.ok(['ok', 'warn', 'fail'].includes(check(real, 'disk').status), `the real statfs answers: ${check(real, 'disk').summary}`);
+  // A statfs error is also a fail, but without the measurement.
+  t.type(check(real, 'disk').details?.['freeBytes'], 'number', 'the real statfs measured the free space');
 });
 
 t.test('outbox: none yet (nothing created), then a backlog older than half the TTL', async (t) => {

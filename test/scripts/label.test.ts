@@ -1,5 +1,6 @@
 import t from 'tap';
-import { companionBaseUrl, labelPayload, labelSvg } from '../../scripts/provision/label.js';
+import { qrSvg } from '../../common/qr-label.js';
+import { companionBaseUrl, labelPayload, labelSvg, type Label } from '../../scripts/provision/label.js';
 
 t.test('the label QR: a pairing-page link with the companion URL, the fieldlink: form without', async (t) => {
   t.equal(labelPayload({ gatewayId: 'gw 1', pairingCode: '7K3QX-M9P2D' }), 'fieldlink:pair?gateway=gw%201&code=7K3QX-M9P2D');
@@ -12,6 +13,9 @@ t.test('the label QR: a pairing-page link with the companion URL, the fieldlink:
   t.throws(() => companionBaseUrl('example.com'), { code: 'CONFIG_INVALID', message: /not a URL/ });
   t.throws(() => companionBaseUrl('ftp://example.com'), { code: 'CONFIG_INVALID', message: /https/ });
   t.throws(() => companionBaseUrl('https://example.com/?a=1'), { code: 'CONFIG_INVALID', message: /no query/ });
-  const svg = await labelSvg({ gatewayId: 'gw<1>', pairingCode: '7K3QX-M9P2D', companionUrl: 'https://pair.example.com' });
+  const label: Label = { gatewayId: 'gw<1>', pairingCode: '7K3QX-M9P2D', companionUrl: 'https://pair.example.com' };
+  const svg = labelSvg(label);
   t.ok(svg.includes('gw&lt;1&gt;'), 'the id is escaped');
+  // qrSvg's drawing is decoded back to its payload in test/sensors/ble/device-label.test.ts.
+  t.ok(svg.includes(qrSvg(labelPayload(label), { x: 5, y: 4, side: 50 }, 1)), 'the QR carries the label payload');
 });

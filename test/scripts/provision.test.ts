@@ -74,7 +74,6 @@ function makeImage(dir: string): string {
   const startSector = 8192;
   const partMiB = 40;
   execFileSync('mkfs.vfat', ['-F', '32', '-n', 'bootfs', '-C', part, String(partMiB * 1024)], { stdio: 'ignore' });
-  const fat = mtoolsOn(part, 0);
   const configTxt = join(dir, 'config.txt');
   writeFileSync(configTxt, '[all]\ndtparam=audio=on\n');
   const userData = join(dir, 'user-data');
@@ -82,7 +81,6 @@ function makeImage(dir: string): string {
   const cmdline = join(dir, 'cmdline.txt');
   writeFileSync(cmdline, 'console=serial0,115200 console=tty1 root=PARTUUID=0a1b2c3d-02 rootfstype=ext4 fsck.repair=yes rootwait\n');
   execFileSync('mcopy', ['-i', part, configTxt, userData, cmdline, '::/'], { env: { ...process.env, MTOOLS_SKIP_CHECK: '1' } });
-  void fat;
   const mbr = Buffer.alloc(512);
   const entry = mbr.subarray(446, 462);
   entry[4] = 0x0c; // FAT32 LBA
