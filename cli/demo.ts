@@ -23,6 +23,7 @@ import { CloudStore } from '../cloud/src/store.js';
 import { publicIpTagPatch } from '../cloud/hub/connection-log.js';
 import { generateFleetHistory } from '../cloud/src/locations/fleet-history.js';
 import { openIpGeolocator } from '../cloud/src/locations/ip-geolocation.js';
+import { resourceLogDocument } from '../cloud/src/locations/record-stream.js';
 
 const DEMO_GATEWAY = 'demo-gateway';
 /** dist/cli/demo.js → the package root's hardware/scenarios/demo.yaml. */
@@ -70,21 +71,7 @@ async function ingestDemoFleet(cloud: RunningCloud, token: string): Promise<stri
   if (seen.statusCode === 200 && seen.json<{ lastConnect: string | null }>().lastConnect !== null) return `the emulated fleet's history is already in ${DEMO_FLEET.devices} gateways`;
   const geolocator = await openIpGeolocator();
   const records = generateFleetHistory({ ...DEMO_FLEET, now: Date.now(), geolocator });
-  function* chunks(): Generator<string> {
-    yield '{"records":[';
-    let sep = '';
-    let buffered = '';
-    for (const r of records) {
-      buffered += sep + JSON.stringify(r);
-      sep = ',';
-      if (buffered.length >= 65_536) {
-        yield buffered;
-        buffered = '';
-      }
-    }
-    yield `${buffered}]}`;
-  }
-  const res = await cloud.app.inject({ method: 'POST', url: '/v1/ingest/connection-logs', headers: { ...headers, 'content-type': 'application/json' }, payload: Readable.from(chunks()) });
+  const res = await cloud.app.inject({ method: 'POST', url: '/v1/ingest/connection-logs', headers: { ...headers, 'content-type': 'application/json' }, payload: Readable.from(resourceLogDocument(records)) });
   if (res.statusCode !== 200) return `the emulated fleet was not ingested: HTTP ${res.statusCode} ${res.body.slice(0, 200)}`;
   const r = res.json<{ accepted: number; devicesUpdated: number }>();
   return `${r.accepted} connection records of ${r.devicesUpdated} emulated gateways over ${DEMO_FLEET.months} months ingested`;

@@ -7,9 +7,6 @@ import QRCode from 'qrcode';
 
 const QR_OPTIONS = { errorCorrectionLevel: 'M' } as const;
 
-export function escapeXml(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c] ?? c);
-}
 
 /** The QR in half-block characters, for a terminal. */
 export function qrTerminal(payload: string): Promise<string> {

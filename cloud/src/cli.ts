@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { companionBaseUrl } from '../../common/companion-url.js';
 import { FieldlinkError } from '../../common/errors.js';
 import { createLogger } from '../../common/log.js';
 import { shutdownSignal } from '../../common/shutdown-signal.js';
@@ -42,17 +43,7 @@ function duration(value: string): number {
  * built on it.
  */
 function companionUrl(flag: string): (value: string) => string {
-  return (value) => {
-    let url: URL;
-    try {
-      url = new URL(value);
-    } catch {
-      throw new FieldlinkError('CONFIG_INVALID', { message: `${flag} "${value}" is not a URL (e.g. https://fieldlink.example.com)` });
-    }
-    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `${flag} must be http(s), got ${url.protocol}` });
-    if (url.search !== '' || url.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: `${flag} takes no query or fragment` });
-    return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
-  };
+  return (value) => companionBaseUrl(value, flag);
 }
 
 function withStore<T>(dataDir: string, fn: (store: CloudStore) => T): T {

@@ -1,6 +1,7 @@
 /** Phone pairing sessions (issue 8) for `pairing` and `operator` tokens; the logic is in pairing.ts. */
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { pairPageUrl } from '../../common/companion-url.js';
 import { FieldlinkError } from '../../common/errors.js';
 import { SITE_PATTERN } from '../../common/site.js';
 import { pairingProfiles } from '../../gateway/src/contract/gateway-config.js';
@@ -74,7 +75,7 @@ export const PAIRING_LINK_MAX_S = 7 * 86_400;
 
 /** The pairing page with the token in its fragment (never sent to a server): the link a phone opens. */
 export function pairingLink(base: string, token: string): string {
-  return `${base}/pair#token=${token}`;
+  return pairPageUrl(base, `token=${token}`);
 }
 
 /** Where the companion is reached from a phone: the configured public URL, else what the request came to. */

@@ -7,7 +7,7 @@ import { hubFilePath, DEFAULT_DATA_DIR as DEFAULT_HUB_DATA_DIR } from '../../clo
 import { listBoardProfiles, loadBoardProfile } from '../boards.js';
 import { parseSensorSpec, type SensorSpec } from './gateway-config.js';
 import type { ProvisionHub } from './identity.js';
-import { companionBaseUrl } from './label.js';
+import { companionBaseUrl } from '../../common/companion-url.js';
 import { provision, type ProvisionTarget } from './provision.js';
 
 interface ProvisionCliOptions {
@@ -113,7 +113,7 @@ export function registerProvisionCommand(program: Command, io: ProvisionCliIo = 
         labelDir: resolve(opts.labelDir),
         ...(opts.checkIn === undefined ? {} : { checkInIntervalS: opts.checkIn }),
         ...(opts.site === undefined ? {} : { site: opts.site }),
-        ...(opts.companionUrl === undefined ? {} : { companionUrl: companionBaseUrl(opts.companionUrl) }),
+        ...(opts.companionUrl === undefined ? {} : { companionUrl: companionBaseUrl(opts.companionUrl, '--companion-url') }),
         ...(opts.bundle === undefined ? {} : { bundle: resolve(opts.bundle) }),
         say: (line) => (opts.json ? lines.push(line) : io.stdout(`${line}\n`)),
         progress: progressPrinter(io),

@@ -6,8 +6,9 @@
  * `fieldlink:pair?gateway=…&code=…`, which the page's in-page scanner reads. Either way the label
  * only proves someone stands at the gateway: pairing also needs a pairing token or link.
  */
-import { FieldlinkError } from '../../common/errors.js';
-import { escapeXml, qrSvg, qrTerminal } from '../../common/qr-label.js';
+import { qrSvg, qrTerminal } from '../../common/qr-label.js';
+import { escapeXml } from '../../common/xml.js';
+import { companionBaseUrl, pairPageUrl } from '../../common/companion-url.js';
 
 export interface Label {
   readonly gatewayId: string;
@@ -16,22 +17,9 @@ export interface Label {
   readonly companionUrl?: string;
 }
 
-/** Throws CONFIG_INVALID unless `url` is an http(s) URL without query or fragment; returns it without a trailing slash. */
-export function companionBaseUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url "${url}" is not a URL (e.g. https://fieldlink.example.com)` });
-  }
-  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') throw new FieldlinkError('CONFIG_INVALID', { message: `--companion-url must be an https:// (or, on a trusted network, http://) URL, got ${parsed.protocol}` });
-  if (parsed.search !== '' || parsed.hash !== '') throw new FieldlinkError('CONFIG_INVALID', { message: '--companion-url takes no query or fragment' });
-  return parsed.href.replace(/\/+$/, '');
-}
-
 export function labelPayload(label: Label): string {
   const fragment = `gateway=${encodeURIComponent(label.gatewayId)}&code=${label.pairingCode}`;
-  return label.companionUrl === undefined ? `fieldlink:pair?${fragment}` : `${companionBaseUrl(label.companionUrl)}/pair#${fragment}`;
+  return label.companionUrl === undefined ? `fieldlink:pair?${fragment}` : pairPageUrl(companionBaseUrl(label.companionUrl, '--companion-url'), fragment);
 }
 
 /** Text for the terminal: the QR in half-block characters, with the id and code under it. */

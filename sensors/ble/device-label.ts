@@ -8,7 +8,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FieldlinkError } from '../../common/errors.js';
-import { escapeXml, qrSvg, qrTerminal } from '../../common/qr-label.js';
+import { qrSvg, qrTerminal } from '../../common/qr-label.js';
+import { escapeXml } from '../../common/xml.js';
 
 /** The profiles the pairing page knows, with the model name it shows for each. */
 export const PAIRING_PROFILES = {

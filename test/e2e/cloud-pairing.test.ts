@@ -70,15 +70,15 @@ t.test('a phone pairs two wearables with an online gateway through a session; un
   const rig = await startRig(t, {
     thermostats: 0,
     extraSources: [{ id: 'wearables', family: 'ble', adapter: 'hci0' }],
-    // A long online window: once woken, the gateway stays online for the whole test. Online, it
-    // forwards new readings when the outbox reaches its high watermark: the minimum, so they
-    // reach the hub every few seconds instead of at the next check-in.
-    settings: { sampling: { ble: { sampleIntervalS: 1, reportIntervalS: 1 } }, onlineWindowS: 600, outbox: { highWatermarkBytes: 4_096 } },
+    // A long online window: once woken, the gateway stays online for the whole test.
+    settings: { sampling: { ble: { sampleIntervalS: 1, reportIntervalS: 1 } }, onlineWindowS: 600 },
   });
   const c = await withCompanion(t, rig);
   const registry = registryFor(rig.th);
   const code = await labelGateway(rig);
-  const { rt } = await rig.startInProcess();
+  // Production cadences: reported state refreshed every 60 s (a device's change at once),
+  // readings forwarded 5 s after they are taken while online.
+  const { rt } = await rig.startInProcess({ runtime: { reportEveryMs: 60_000, onlineForwardDelayMs: 5_000 } });
   await eventually(20_000, 'gateway online', () => (rt.powerState.phase === 'online' ? true : rt.wakeNow() && undefined), 100);
   await sessionWhenCached(c, code, true);
   t.notOk(

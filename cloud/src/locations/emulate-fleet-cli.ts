@@ -2,6 +2,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { InvalidArgumentError, type Command } from 'commander';
+import { resourceLogDocument } from './record-stream.js';
 
 /** The default seed, kept here so that registering the command loads no geolocation code. */
 const DEFAULT_SEED = 20260605;
@@ -64,15 +65,13 @@ export function registerFleetHistoryEmulator(emulate: Command): void {
       const out = opts.out === undefined ? process.stdout : createWriteStream(opts.out);
       if (out !== process.stdout) await once(out, 'open'); // rejects with the reason a file cannot be opened
       let count = 0;
-      let chunk = '{"records":[';
-      for (const record of generateFleetHistory(options, plan)) {
-        chunk += `${count++ === 0 ? '\n' : ',\n'}${JSON.stringify(record)}`;
-        if (chunk.length >= 65_536) {
-          await write(out, chunk);
-          chunk = '';
+      function* counted(): Generator<unknown> {
+        for (const record of generateFleetHistory(options, plan)) {
+          count++;
+          yield record;
         }
       }
-      await write(out, `${chunk}\n]}\n`);
+      for (const chunk of resourceLogDocument(counted())) await write(out, chunk);
       if (out !== process.stdout) {
         out.end();
         await once(out, 'finish');

@@ -14,6 +14,25 @@
  * finishes without throwing.
  */
 
+/**
+ * The other direction: records as a resource-log document `{"records":[…]}`, one record a line,
+ * yielded in chunks of about `chunkChars` characters, so a history of a million records is never
+ * one string (the fleet emulator's output, the demo's and the tests' request bodies).
+ */
+export function* resourceLogDocument(records: Iterable<unknown>, chunkChars = 65_536): Generator<string> {
+  let chunk = '{"records":[';
+  let first = true;
+  for (const record of records) {
+    chunk += `${first ? '\n' : ',\n'}${JSON.stringify(record)}`;
+    first = false;
+    if (chunk.length >= chunkChars) {
+      yield chunk;
+      chunk = '';
+    }
+  }
+  yield `${chunk}\n]}\n`;
+}
+
 export type RecordItem =
   /** One element of the records array, JSON.parse'd (not validated: any JSON value). */
   | { index: number; value: unknown }

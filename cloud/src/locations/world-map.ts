@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { geoNaturalEarth1, geoPath, type GeoProjection } from 'd3-geo';
 import countries, { type LocaleData } from 'i18n-iso-countries';
 import { feature } from 'topojson-client';
+import { escapeXml } from '../../../common/xml.js';
 import type { RegionAnalytics, RegionStats } from './region-analytics.js';
 
 /**
@@ -111,10 +112,6 @@ function world(width: number): ProjectedWorld {
   return result;
 }
 
-/** XML-escapes text and attribute values (region names come from a database). */
-export function escapeXml(value: string): string {
-  return value.replace(/[<>&"']/g, (c) => `&${{ '<': 'lt', '>': 'gt', '&': 'amp', '"': 'quot', "'": 'apos' }[c]};`);
-}
 
 /**
  * Lower bounds of the device-count classes: 1 then geometric steps up to `max` (counts are

@@ -3,6 +3,7 @@ import { runInNewContext } from 'node:vm';
 import t, { type Test } from 'tap';
 import {
   readResourceLogRecords,
+  resourceLogDocument,
   ResourceLogDocumentError,
   type RecordItem,
   type RecordStreamOptions,
@@ -247,4 +248,14 @@ t.test('100,000 records stream from lazily generated chunks with bounded memory'
   t.equal(seen, count);
   t.equal(outOfOrder, 0, 'every record in order, parsed');
   t.ok(peak < 50 * 1024 * 1024, `live heap grew at most ${(peak / 1048576).toFixed(1)} MB (the document is ~${Math.round((count * 450) / 1048576)} MB)`);
+});
+
+t.test('resourceLogDocument writes what readResourceLogRecords reads, in bounded chunks', async (t) => {
+  const records = Array.from({ length: 500 }, (_, i) => ({ time: `2026-01-01T00:00:${String(i % 60).padStart(2, '0')}Z`, properties: JSON.stringify({ deviceId: `gw-${i}`, note: '東京 "quoted" \\' }) }));
+  const chunks = [...resourceLogDocument(records, 4096)];
+  t.ok(chunks.length > 5, `${chunks.length} chunks for 500 records`);
+  t.ok(chunks.every((c) => c.length < 4096 + 200), 'no chunk much over the asked size');
+  t.same(JSON.parse(chunks.join('')), { records }, 'one valid document');
+  t.same(await collect(chunks), records.map((value, index) => ({ index, value })), 'read back record by record');
+  t.same(JSON.parse([...resourceLogDocument([])].join('')), { records: [] }, 'no records: an empty array');
 });

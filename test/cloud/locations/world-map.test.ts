@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import t from 'tap';
 import type { RegionAnalytics } from '../../../cloud/src/locations/region-analytics.js';
-import { MAP_PALETTE, NO_DEVICES_FILL, classBreaks, classOf, escapeXml, renderRegionMap } from '../../../cloud/src/locations/world-map.js';
+import { MAP_PALETTE, NO_DEVICES_FILL, classBreaks, classOf, renderRegionMap } from '../../../cloud/src/locations/world-map.js';
+import { escapeXml } from '../../../common/xml.js';
 import { regionFixture } from './world-map-fixture.js';
 
 /**
